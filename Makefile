@@ -1,0 +1,51 @@
+# mlops_nb: every target creates the pinned environment first if it is missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+# extra `mlops-nb run` arguments, e.g. make pipeline ARGS="-p n_trials 20"
+ARGS ?=
+
+.PHONY: env pipeline test test-fast lab bench export clean-nbs readme lock clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip==26.3"
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+pipeline: $(STAMP)
+	$(BIN)/mlops-nb run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python tools/check_sync.py
+	cd nbs && ../$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/pytest -q tests
+
+test-fast: $(STAMP)
+	cd nbs && ../$(BIN)/nbdev-test --n_workers 2
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+# after editing notebooks: regenerate the package, clean the notebooks and README.md
+export: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	$(BIN)/python tools/readme.py
+
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
+
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^mlops' > requirements.lock
+
+clean:
+	rm -rf $(VENV) _proc _docs .pytest_cache
