@@ -7,6 +7,8 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 # extra `mlops-nb run` arguments, e.g. make pipeline ARGS="-p n_trials 20"
 ARGS ?=
+# the stage notebooks that nbval executes top to bottom
+STAGE_NBS = $(sort $(wildcard nbs/0[1-8]*_*.ipynb))
 
 .PHONY: env pipeline test test-fast lab bench export clean-nbs readme lock clean
 
@@ -21,13 +23,16 @@ $(STAMP): pyproject.toml requirements.lock
 pipeline: $(STAMP)
 	$(BIN)/mlops-nb run $(ARGS)
 
+# the README's test command: sync check, notebook library tests, pytest, then every stage notebook under nbval
 test: $(STAMP)
-	$(BIN)/python tools/check_sync.py
-	cd nbs && ../$(BIN)/nbdev-test --n_workers 2
+	$(PY) tools/check_sync.py
+	cd nbs && ../$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider $(STAGE_NBS)
 
+# library cells only (seconds)
 test-fast: $(STAMP)
-	cd nbs && ../$(BIN)/nbdev-test --n_workers 2
+	cd nbs && ../$(BIN)/nbdev-test --n-workers 2
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs

@@ -1,0 +1,49 @@
+"""Small, seeded data for tests: a sample of the bundled Adult files in their raw format, and generated tables."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+RAW = REPO/"data"/"raw"
+
+
+def _sha(p):
+    import hashlib
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def write_adult_sample(root: Path, n_train: int = 2000, n_test: int = 1000, seed: int = 0) -> Path:
+    """Copy a seeded sample of the bundled Adult files, in their raw format, to `root/data/raw` with a data card."""
+    raw = root/"data"/"raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    card = json.loads((RAW/"datacard.json").read_text())
+    for name, n in (("adult.data", n_train), ("adult.test", n_test)):
+        lines = (RAW/name).read_text().splitlines(keepends=True)
+        head = lines[:1] if name == "adult.test" else []
+        body = [l for l in lines[len(head):] if l.strip()]
+        keep = sorted(rng.choice(len(body), size=min(n, len(body)), replace=False))
+        (raw/name).write_text("".join(head + [body[i] for i in keep]))
+        card["files"][name].update(sha256=_sha(raw/name), rows=len(keep))
+    (raw/"datacard.json").write_text(json.dumps(card, indent=2))
+    return raw
+
+
+def make_table(kind: str, n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """A small mixed-type table for `kind` in binary, multiclass, regression, made with scikit-learn's generators."""
+    from sklearn.datasets import make_classification, make_regression
+    rng = np.random.default_rng(seed)
+    if kind == "regression":
+        X, y = make_regression(n_samples=n, n_features=5, n_informative=4, noise=5.0, random_state=seed)
+    else:
+        X, y = make_classification(n_samples=n, n_features=5, n_informative=3, n_redundant=1,
+                                   n_classes=2 if kind == "binary" else 3, n_clusters_per_class=1, random_state=seed)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    df["color"] = rng.choice(["red", "green", "blue"], size=n)
+    df["group"] = np.where(df["x0"] + rng.normal(0, 1, n) > 0, "a", "b")
+    df.loc[rng.choice(n, n // 20, replace=False), "x1"] = np.nan
+    df.loc[rng.choice(n, n // 20, replace=False), "color"] = None
+    df["target"] = y if kind == "regression" else np.array(["no", "yes", "maybe"])[y] if kind == "multiclass" else y
+    return df
