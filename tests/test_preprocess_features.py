@@ -47,7 +47,7 @@ def test_generated_tables(project, kind):
     res = run_preprocess(run_id=kind, data=str(p), target="target", test_data="", wandb_mode="disabled")
     assert res.data["schema"]["task"] == kind
     assert res.data["schema"]["split"]["method"] == ("random" if kind == "regression" else "stratified random")
-    f = run_features(run_id=kind, engineered=[], wandb_mode="disabled")
+    f = run_features(run_id=kind, engineered={}, wandb_mode="disabled")
     assert "x1__missing" in f.data["spec"].features
 
 
@@ -79,7 +79,7 @@ def test_failed_stage_keeps_previous_outputs(project):
     run_preprocess(run_id="keep", wandb_mode="disabled")
     before = stage_dir(runs_dir()/"keep", "preprocess").manifest
     with pytest.raises(DataError):
-        run_features(run_id="keep", engineered=["bad = nope - age"], wandb_mode="disabled")
+        run_features(run_id="keep", engineered={"bad": "nope - age"}, wandb_mode="disabled")
     assert not stage_dir(runs_dir()/"keep", "features").exists()
     assert stage_dir(runs_dir()/"keep", "preprocess").manifest == before
     assert not [p for p in (runs_dir()/"keep").iterdir() if p.name.startswith(".staging")]
