@@ -1,0 +1,76 @@
+"""End to end: the real stage notebooks through `mlops-nb run` on a small Adult sample, W&B offline, read back."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_nb import core
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def wandb_summary(run_dir: str) -> dict:
+    """The summary of an offline W&B run, read back by the W&B client (`wandb leet inspect`)."""
+    r = subprocess.run([str(BIN/"wandb"), "leet", "inspect", "--summary", "--json", run_dir],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def mlops_nb(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN/"mlops-nb"), *args], capture_output=True, text=True, timeout=900)
+
+
+def test_pipeline_to_features(project):
+    r = mlops_nb("run", "--to", "features")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for i, stage in enumerate(["eda", "preprocess", "features"], 1):
+        assert f"[{i}/3] {stage} ... ok" in r.stdout
+
+    run_id = core.latest_run_id()
+    run_dir = core.runs_dir()/run_id
+    assert os.readlink(core.runs_dir()/"latest") == run_id
+    s = json.loads((run_dir/"summary.json").read_text())
+    assert s["status"] == "ok" and s["stages_run"] == ["eda", "preprocess", "features"] and s["to"] == "features"
+    for stage in ("eda", "preprocess", "features"):
+        st = s["stages"][stage]
+        assert st["status"] == "ok" and st["seconds"] > 0
+        assert (run_dir/st["notebook"]).is_file() and (run_dir/st["html"]).is_file()
+        assert core.stage_dir(run_dir, stage).exists()
+        core.stage_dir(run_dir, stage).verify()
+    # the stages' own metrics, on the 2000/1000-row sample of the project fixture
+    assert s["metrics"]["eda"]["rows"] == 2000
+    assert s["metrics"]["preprocess"]["train_rows"] == 2000 and s["metrics"]["preprocess"]["test_rows"] == 1000
+
+    # the stage contracts
+    schema = core.stage_dir(run_dir, "preprocess").read_json("schema.json")
+    assert schema["target"] == "income" and schema["task"] == "binary"
+    feat = core.stage_dir(run_dir, "features")
+    spec = feat.read_json("feature_spec.json")
+    train = feat.read_parquet("train.parquet")
+    assert len(train) == 2000 and "income" in train.columns
+    assert len(feat.read_parquet("test.parquet")) == 1000
+
+    # W&B offline: one run per stage in the run folder, its summary holds the stage's metrics
+    ctx = core.stage_dir(run_dir, "preprocess").read_json("context.json")
+    assert ctx["wandb_mode"] == "offline" and Path(ctx["wandb_dir"]).is_dir()
+    assert Path(ctx["wandb_dir"]).parent == run_dir/"wandb"
+    wb = wandb_summary(ctx["wandb_dir"])
+    assert wb["summary"]["train_rows"] == 2000
+    assert wb["name"] == f"preprocess-{run_id}" and wb["exit_code"] == 0
+
+    # a bad parameter fails the stage with a clear message and leaves the good outputs as they were
+    before = core.stage_dir(run_dir, "preprocess").manifest
+    r = mlops_nb("run", "--from", "preprocess", "--to", "preprocess", "-p", "target", "no_such_column", "--no-html")
+    assert r.returncode == 1
+    assert "preprocess failed: " in r.stderr and "no_such_column" in r.stderr
+    assert ("DataError" in r.stderr) or ("ParamError" in r.stderr)
+    s = json.loads((run_dir/"summary.json").read_text())
+    assert s["status"] == "failed" and s["stages"]["preprocess"]["status"] == "failed"
+    assert core.stage_dir(run_dir, "preprocess").manifest == before
+    assert s["metrics"]["preprocess"]["train_rows"] == 2000
