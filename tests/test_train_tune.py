@@ -1,0 +1,255 @@
+"""Train and tune stages: three tasks end to end, bad input, W&B offline logging, and kill-and-resume of a study."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sample_data import make_table
+from mlops_nb.core import DataError, ParamError, read_summary, runs_dir, stage_dir
+from mlops_nb.features import load_xy, run_features
+from mlops_nb.preprocess import run_preprocess
+from mlops_nb.train import (carve_valid, load_baselines, load_model, predict, predict_baseline, run_train, score)
+from mlops_nb.tune import run_tune
+
+QUICK_TRAIN = dict(n_folds=3, max_rounds=300, early_stopping_rounds=20, wandb_mode="disabled")
+QUICK_TUNE = dict(n_trials=4, timeout=120, max_rounds=300, early_stopping_rounds=20, wandb_mode="disabled")
+
+
+def table_run(root: Path, kind: str, run_id: str = "", n: int = 600) -> Path:
+    """A run whose features come from a generated `kind` table (split off the same file)."""
+    run_id = run_id or kind
+    path = root/"data"/f"{kind}.csv"
+    make_table(kind, n=n).to_csv(path, index=False)
+    run_preprocess(run_id=run_id, data=str(path), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id=run_id, engineered={}, wandb_mode="disabled")
+    return runs_dir()/run_id
+
+
+def adult_run(run_id: str) -> Path:
+    run_features(run_id=run_id, wandb_mode="disabled")
+    return runs_dir()/run_id
+
+
+def no_stage_left(run: Path, name: str):
+    assert not (run/name).exists(), f"{name}/ was written"
+    assert not list(run.glob(f".staging-{name}-*")), "a staging folder was left behind"
+
+
+def tamper_features(run: Path, fn):
+    """Rewrite features/train.parquet through `fn` (the manifest follows), as if the features came from elsewhere."""
+    ad = stage_dir(run, "features")
+    df = ad.read_parquet("train.parquet")
+    ad.write_parquet("train.parquet", fn(df))
+
+
+# -- three tasks, end to end ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,metric", [("binary", "log_loss"), ("multiclass", "log_loss"), ("regression", "rmse")])
+def test_train_and_tune(project, kind, metric):
+    run = table_run(project, kind)
+    tr = run_train(run_id=kind, **QUICK_TRAIN)
+    m = read_summary(run)["metrics"]["train"]
+    assert m["task"] == kind and m["cv"]["n_folds"] == 3 and m["train_rows_per_sec"] > 0
+    assert m["valid"][metric] < m["baselines"]["constant"][metric]          # XGBoost beats the constant baseline
+    assert {"mean_" + metric, "std_" + metric} <= set(m["cv"])
+    out = stage_dir(run, "train")
+    out.verify()
+    assert {"model.ubj", "model.json", "feature_spec.json", "baselines.json", "valid.parquet", "cv.json",
+            "learning_curve.png", "learning_curve.csv"} <= set(out.manifest)
+    assert not [p for p in out.path.iterdir() if p.suffix in (".pkl", ".pickle", ".joblib")]
+
+    # the saved model predicts like the in-memory one; the baselines load from JSON
+    X, y, spec = load_xy(run, "test")
+    booster, spec2, meta = load_model(run)
+    assert meta["stage"] == "train" and meta["refit"] is True and meta["task"] == kind
+    p = predict(booster, X, spec2)
+    np.testing.assert_allclose(p, predict(tr.data["booster"], X, spec), rtol=1e-6)
+    assert p.shape == ((len(X), 3) if kind == "multiclass" else (len(X),))
+    for b in load_baselines(run).values():
+        assert predict_baseline(b, X, spec).shape == p.shape
+
+    res = run_tune(run_id=kind, **QUICK_TUNE)
+    t = read_summary(run)["metrics"]["tune"]
+    assert t["n_trials"] == 4 and t["complete"] + t["pruned"] == 4 and not t["resumed"]
+    assert t["refit"]["method"] in ("5-fold cv", "valid") and "lowered" in t["refit"]
+    tout = stage_dir(run, "tune")
+    tout.verify()
+    assert {"model.ubj", "model.json", "feature_spec.json", "trials.csv", "trials.parquet", "best_params.json",
+            "selection.csv", "optimization_history.png", "valid.parquet"} <= set(tout.manifest)
+    sel = pd.read_csv(tout.file("selection.csv"))
+    assert sel["selected"].sum() == 1 and sel["cv_mean"].notna().all()     # the candidates re-scored by CV
+    trials = pd.read_csv(tout.file("trials.csv"))
+    assert len(trials) == 4 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    booster, _, meta = load_model(run)                                      # the tuned model wins
+    assert meta["stage"] == "tune" and meta["trained_on"] == "train+valid"
+    assert load_model(run, stage="train")[2]["stage"] == "train"
+    s = score(kind, y, predict(booster, X, spec), len(spec.classes))
+    assert np.isfinite(s[metric])
+    # the same command again: the study is complete, nothing new runs
+    run_tune(run_id=kind, **QUICK_TUNE)
+    t2 = read_summary(run)["metrics"]["tune"]
+    assert t2["resumed"] and t2["finished_before"] == 4 and t2["n_trials"] == 4
+
+
+def test_tune_wandb_offline_logs_trials(project):
+    """Each trial is logged to the stage's offline W&B run; the summary holds the tune metrics."""
+    run = adult_run("wb")
+    run_tune(run_id="wb", n_trials=3, timeout=120, max_rounds=200, early_stopping_rounds=20, cv_folds=0,
+             wandb_mode="offline")
+    ctx = stage_dir(run, "tune").read_json("context.json")
+    assert ctx["wandb_mode"] == "offline" and ctx["wandb_dir"]
+    bin_dir = Path(sys.executable).parent
+    r = subprocess.run([str(bin_dir/"wandb"), "leet", "inspect", "--summary", "--json", ctx["wandb_dir"]],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    flat = json.dumps(summary)
+    assert "best_value" in flat and "n_trials" in flat                   # per-trial history and the stage's metrics
+
+
+def test_tune_timeout_stops_starting_trials(project):
+    run = adult_run("to")
+    res = run_tune(run_id="to", n_trials=10_000, timeout=2, max_rounds=200, early_stopping_rounds=20,
+                   cv_folds=0, wandb_mode="disabled")
+    assert 1 <= res.metrics["n_trials"] < 10_000 and res.metrics["complete"] >= 1
+    assert stage_dir(run, "tune").exists()
+
+
+def test_explicit_study_name_with_other_settings(project):
+    run = adult_run("sn")
+    run_tune(run_id="sn", study_name="mine", n_trials=2, timeout=60, max_rounds=100, early_stopping_rounds=10,
+             cv_folds=0, wandb_mode="disabled")
+    with pytest.raises(ParamError, match="study_name 'mine'.*other settings"):
+        run_tune(run_id="sn", study_name="mine", n_trials=2, timeout=60, max_rounds=100, early_stopping_rounds=10,
+                 cv_folds=0, search_space={"max_depth": ["int", 2, 3]}, wandb_mode="disabled")
+
+
+# -- bad input: a clear error before anything is written ----------------------------------------------------------
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(learning_rate=0), "learning_rate must be in"),
+    (dict(valid_size=1.5), "valid_size must be between 0 and 1"),
+    (dict(n_folds=1), "n_folds must be 0"),
+    (dict(max_depth=0), "max_depth must be an integer >= 1"),
+    (dict(subsample=1.5), "subsample must be in"),
+    (dict(max_rounds=0), "max_rounds must be an integer >= 1"),
+])
+def test_train_rejects_bad_parameters(project, kw, msg):
+    run = adult_run("bp")
+    with pytest.raises(ParamError, match=msg):
+        run_train(run_id="bp", wandb_mode="disabled", **kw)
+    no_stage_left(run, "train")
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(n_trials=0), "n_trials must be an integer >= 1"),
+    (dict(timeout=0), "timeout must be a number > 0"),
+    (dict(timeout=-5), "timeout must be a number > 0"),
+    (dict(search_space={"depth": ["int", 2, 5]}), "unknown hyperparameter 'depth'; known: learning_rate, max_depth"),
+    (dict(search_space={"max_depth": ["int", 5, 2]}), "low must be below high"),
+    (dict(refit_lr_factor=2), "refit_lr_factor must be in"),
+])
+def test_tune_rejects_bad_parameters(project, kw, msg):
+    run = adult_run("bt")
+    with pytest.raises(ParamError, match=msg):
+        run_tune(run_id="bt", wandb_mode="disabled", **kw)
+    no_stage_left(run, "tune")
+    assert not (run/"tune_study").exists()
+
+
+def _one_class_in_training_part(df):
+    """Keep one row of class 1, at a position `carve_valid` puts into the validation part."""
+    y = df["target"].to_numpy()
+    pos = np.nonzero(y == 1)[0]
+    keep = np.r_[np.nonzero(y == 0)[0], pos[:1]]
+    df = df.iloc[np.sort(keep)].reset_index(drop=True)
+    _, va = carve_valid(df["target"].to_numpy(), "binary", 0.15, 42)
+    one = int(np.nonzero(df["target"].to_numpy() == 1)[0][0])
+    if one not in va:                                                    # move the positive row into the validation part
+        df.loc[one, "target"], df.loc[int(va[0]), "target"] = 0, 1
+    return df
+
+
+def _rare_class_1(d):
+    """Keep only three rows of class index 1 (the others become class 0)."""
+    t = d["target"].to_numpy()
+    return d.assign(target=np.where((t == 1) & (np.cumsum(t == 1) > 3), 0, t))
+
+
+@pytest.mark.parametrize("kind,fn,kw,msg,tune_too", [
+    ("regression", lambda d: d.assign(target=3.0), {}, "target 'target' is constant", True),
+    ("regression", lambda d: d.assign(target=d["target"].where(d.index % 7 > 0)), {}, r"missing in \d+ of \d+ rows", True),
+    ("binary", lambda d: d.assign(target=d["target"].astype(float).where(d.index != 3)), {}, "missing in 1 of", True),
+    ("binary", lambda d: d.assign(target=0), {}, "single class of target 'target'", True),
+    ("binary", _one_class_in_training_part, dict(n_folds=0), "training part of the training split", True),
+    ("binary", lambda d: d.iloc[:6].assign(target=[0, 1] * 3), dict(n_folds=10),
+     "n_folds=10 but the training split has only 6 rows", False),
+    ("multiclass", _rare_class_1, dict(n_folds=5), "n_folds=5 needs at least 5 rows of every class, but class index 1 has 3", False),
+])
+def test_train_and_tune_reject_bad_data(project, kind, fn, kw, msg, tune_too):
+    run = table_run(project, kind, run_id=f"bad-{kind}", n=200)
+    tamper_features(run, fn)
+    with pytest.raises(DataError, match=msg):
+        run_train(run_id=run.name, wandb_mode="disabled", **kw)
+    no_stage_left(run, "train")
+    if tune_too:
+        with pytest.raises(DataError, match=msg):
+            run_tune(run_id=run.name, wandb_mode="disabled", n_trials=2)
+        no_stage_left(run, "tune")
+        assert not (run/"tune_study").exists()
+
+
+# -- kill -9 in the middle of a study, then the same command again ------------------------------------------------
+
+def _study_states(journal: Path) -> dict:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not journal.is_file(): return {}
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    names = optuna.get_all_study_names(storage)
+    if not names: return {}
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    return pd.Series([t.state.name for t in study.trials], dtype=object).value_counts().to_dict()
+
+
+def test_tune_resumes_after_kill(project):
+    run = adult_run("kr")
+    n = 16
+    cmd = [sys.executable, "-c",
+           "from mlops_nb.tune import run_tune; "
+           f"run_tune(run_id='kr', n_trials={n}, timeout=600, search_space={{'learning_rate': 0.03}}, "
+           "max_rounds=2000, early_stopping_rounds=30, cv_folds=0, wandb_mode='disabled')"]
+    journal = run/"tune_study"/"study.journal"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finished = 0
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        states = _study_states(journal)
+        finished = states.get("COMPLETE", 0) + states.get("PRUNED", 0)
+        if finished >= 2: break
+        time.sleep(0.1)
+    assert proc.poll() is None, f"the study ended before it could be killed:\n{proc.stdout.read().decode()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _study_states(journal)
+    assert 2 <= before.get("COMPLETE", 0) + before.get("PRUNED", 0) < n
+    assert not stage_dir(run, "tune").exists()                          # the killed stage committed nothing
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = _study_states(journal)
+    assert after.get("COMPLETE", 0) + after.get("PRUNED", 0) == n
+    assert after.get("RUNNING", 0) == 0 and after.get("WAITING", 0) == 0
+    assert after.get("FAIL", 0) == before.get("RUNNING", 0)              # the dead process's trials, and only those
+    m = read_summary(run)["metrics"]["tune"]
+    assert m["resumed"] and m["n_trials"] == n and m["stale_trials_failed"] == before.get("RUNNING", 0)
+    assert not list(run.glob(".staging-tune-*"))
+    load_model(run)
