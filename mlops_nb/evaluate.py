@@ -842,7 +842,7 @@ def _metrics_table(point: dict, ci: dict, task: str) -> pd.DataFrame:
 # %% ../nbs/06_evaluate.ipynb #7e9fafb5
 def run_evaluate(run_id: str = "",             # run to work in (empty: the latest run, or a new one)
                  sensitive: list = ["sex", "race"], # sensitive columns for the fairness report (empty list: skip it)
-                 threshold_strategy: str = "f1", # binary threshold chosen on validation data: f1, youden, cost or fixed
+                 threshold_strategy: str = "cost", # binary threshold chosen on validation data: cost (fewest weighted errors), f1, youden or fixed
                  threshold: float = 0.5,       # the threshold when threshold_strategy is "fixed"
                  cost_fp: float = 1.0,         # cost of a false positive (threshold_strategy "cost")
                  cost_fn: float = 1.0,         # cost of a false negative (threshold_strategy "cost")

@@ -49,7 +49,7 @@ def test_binary_adult_sample(project):
         lo, hi = m["ci"][k]
         assert lo <= m[k] <= hi, k
     assert 0 <= m["ci"]["ece"][0] <= m["ci"]["ece"][1]   # binned ECE: a percentile CI need not cover the estimate
-    assert 0 < m["threshold"] < 1 and m["threshold_strategy"] == "f1" and m["roc_auc"] > 0.8
+    assert 0 < m["threshold"] < 1 and m["threshold_strategy"] == "cost" and m["roc_auc"] > 0.8
     assert set(m["baseline"]) == {"constant", "linear"} and 0 <= m["baseline"]["linear"]["mcnemar_p"] <= 1
     assert m["baseline"]["constant"]["roc_auc"] == 0.5 and m["baseline_gain"] is not None
     assert set(m["fairness"]) >= {"sex", "race", "demographic_parity_difference", "equalized_odds_difference"}
