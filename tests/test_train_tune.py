@@ -155,6 +155,8 @@ def test_train_rejects_bad_parameters(project, kw, msg):
     (dict(search_space={"depth": ["int", 2, 5]}), "unknown hyperparameter 'depth'; known: learning_rate, max_depth"),
     (dict(search_space={"max_depth": ["int", 5, 2]}), "low must be below high"),
     (dict(refit_lr_factor=2), "refit_lr_factor must be in"),
+    (dict(search_space="[1, 2]"), "search_space must be a mapping"),
+    (dict(search_space="{max_depth: [int, 3, 8], bogus: 1}"), "unknown hyperparameter 'bogus'"),
 ])
 def test_tune_rejects_bad_parameters(project, kw, msg):
     run = adult_run("bt")
