@@ -52,16 +52,18 @@ def machine() -> dict:
     return info
 
 
-def _cell(v) -> str:
+def _cell(v, col: str = "") -> str:
     # metrics below 1 differ in the 4th decimal (log loss 0.2729 vs 0.2745): show five; times and ratios one or two
-    if isinstance(v, float): return f"{v:.5f}" if abs(v) < 1 else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+    if isinstance(v, float):
+        if "ratio" in col or col.startswith("vs_"): return f"{v:.2f}"
+        return f"{v:.5f}" if abs(v) < 1 else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
     return str(v)
 
 
 def table(rows: list[dict]) -> str:
     """`rows` as a plain-text table (columns: the union of the keys, in first-seen order)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[_cell(r.get(c, "")) for c in cols] for r in rows]
+    cells = [[_cell(r.get(c, ""), c) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     fmt = lambda vals: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths)))
     return "\n".join([fmt(cols), fmt(["-" * w for w in widths]), *map(fmt, cells)])
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(table(res["rows"]))
         for k, v in res.items():
-            if k != "rows" and not isinstance(v, (dict, list)): print(f"{k}: {_cell(v)}")
+            if k != "rows" and not isinstance(v, (dict, list)): print(f"{k}: {_cell(v, k)}")
         doc = {"name": name, "description": mod.DESCRIPTION, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "repeat": args.repeat, "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "result": res}
         f = out/f"{name}.json"
