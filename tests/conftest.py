@@ -1,7 +1,7 @@
 """Shared fixtures: a throw-away project root with small, seeded data, and offline W&B."""
 import pytest
 
-from sample_data import REPO, make_table, write_adult_sample  # noqa: F401  (make_table is used by the tests)
+from sample_data import REPO, write_adult_sample
 
 
 @pytest.fixture

@@ -47,3 +47,31 @@ def make_table(kind: str, n: int = 600, seed: int = 0) -> pd.DataFrame:
     df.loc[rng.choice(n, n // 20, replace=False), "color"] = None
     df["target"] = y if kind == "regression" else np.array(["no", "yes", "maybe"])[y] if kind == "multiclass" else y
     return df
+
+
+def table_run(root: Path, kind: str, run_id: str = "", n: int = 600) -> Path:
+    """A run (W&B disabled) whose features come from a generated `kind` table, the test split taken off the same file."""
+    from mlops_nb.features import run_features
+    from mlops_nb.preprocess import run_preprocess
+    run_id = run_id or kind
+    path = root/"data"/f"{kind}.csv"
+    make_table(kind, n=n).to_csv(path, index=False)
+    run_preprocess(run_id=run_id, data=str(path), target="target", test_data="", wandb_mode="disabled")
+    return run_features(run_id=run_id, engineered={}, wandb_mode="disabled").run_dir
+
+
+def adult_run(run_id: str) -> Path:
+    """A run (W&B disabled) with features of the project's Adult sample (preprocess runs first with its defaults)."""
+    from mlops_nb.features import run_features
+    return run_features(run_id=run_id, wandb_mode="disabled").run_dir
+
+
+def wandb_summary(wandb_dir: str) -> dict:
+    """An offline W&B run read back by the W&B client (`wandb leet inspect --summary --json`)."""
+    import os
+    import subprocess
+    import sys
+    r = subprocess.run([str(Path(sys.executable).parent/"wandb"), "leet", "inspect", "--summary", "--json", wandb_dir],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_SILENT": "true"})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)

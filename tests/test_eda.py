@@ -1,14 +1,10 @@
 """Stage 01 (EDA): run_eda on the Adult sample, leakage hints, regression on Parquet, and errors that write nothing."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from sample_data import make_table
+from sample_data import make_table, wandb_summary
 from mlops_nb.core import DataError, ParamError, read_table, runs_dir
 from mlops_nb.eda import run_eda
 
@@ -96,11 +92,7 @@ def test_wandb_offline_run(project):
     res = run_eda(run_id="r1", wandb_mode="offline")
     ctx = res.out.read_json("context.json")
     assert ctx["wandb_mode"] == "offline" and ctx["wandb_dir"]
-    wandb = Path(sys.executable).parent/"wandb"
-    out = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", ctx["wandb_dir"]],
-                         capture_output=True, text=True, timeout=60, env={**os.environ, "WANDB_SILENT": "true"})
-    assert out.returncode == 0, out.stderr
-    run = json.loads(out.stdout)
+    run = wandb_summary(ctx["wandb_dir"])
     assert run["state"] == "finished"
     assert run["summary"]["rows"] == 2000 and run["summary"]["n_leakage_hints"] == 0
     assert run["summary"]["eda/associations"]["nrows"] == 14

@@ -1,44 +1,32 @@
 """Evaluate stage: test metrics, intervals, comparisons, fairness, explanations, model card and gate on small runs."""
-import inspect
-import json
 
-import numpy as np
 import pytest
 
-from sample_data import make_table
+from sample_data import adult_run, make_table, table_run
 from mlops_nb.core import ParamError, read_summary, runs_dir, stage_dir
 from mlops_nb.evaluate import run_evaluate
-from mlops_nb.features import run_features
 from mlops_nb.preprocess import run_preprocess
 from mlops_nb.train import run_train
+from mlops_nb.tune import run_tune
 
 SMALL = dict(n_bootstrap=200, n_explain=200, explain_rows=3, min_slice_size=20)
 
 
 def _model(run_id: str):
-    """Train (and tune, when the tune stage exists) a small model in the run, W&B disabled, one thread (tiny data)."""
+    """Train and tune a small model in the run, W&B disabled, one thread (tiny data)."""
     run_train(run_id=run_id, n_folds=0, max_rounds=80, early_stopping_rounds=10, nthread=1, wandb_mode="disabled")
-    try:
-        from mlops_nb.tune import run_tune
-    except ModuleNotFoundError:
-        return
-    small = dict(n_trials=2, max_rounds=80, early_stopping_rounds=10, timeout=60.0, refit_lr_factor=1.0, n_startup_trials=2,
-                 nthread=1)
-    names = inspect.signature(run_tune).parameters
-    run_tune(run_id=run_id, wandb_mode="disabled", **{k: v for k, v in small.items() if k in names})
+    run_tune(run_id=run_id, n_trials=2, max_rounds=80, early_stopping_rounds=10, timeout=60.0, refit_lr_factor=1.0,
+             n_startup_trials=2, nthread=1, wandb_mode="disabled")
 
 
 def _table_run(project, kind: str) -> str:
-    p = project/f"{kind}.csv"
-    make_table(kind, n=500).to_csv(p, index=False)
-    run_preprocess(run_id=kind, data=str(p), target="target", test_data="", wandb_mode="disabled")
-    run_features(run_id=kind, engineered={}, wandb_mode="disabled")
+    table_run(project, kind, n=500)
     _model(kind)
     return kind
 
 
 def test_binary_adult_sample(project):
-    run_features(run_id="a", wandb_mode="disabled")             # preprocess runs first with its defaults
+    adult_run("a")                                               # preprocess runs first with its defaults
     _model("a")
     res = run_evaluate(run_id="a", **SMALL)                      # W&B offline (the fixture's default)
     run = runs_dir()/"a"

@@ -5,21 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from mlops_nb import core
+from sample_data import wandb_summary
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def wandb_summary(run_dir: str) -> dict:
-    """The summary of an offline W&B run, read back by the W&B client (`wandb leet inspect`)."""
-    r = subprocess.run([str(BIN/"wandb"), "leet", "inspect", "--summary", "--json", run_dir],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def mlops_nb(*args) -> subprocess.CompletedProcess:
@@ -51,7 +43,7 @@ def test_pipeline_to_features(project):
     schema = core.stage_dir(run_dir, "preprocess").read_json("schema.json")
     assert schema["target"] == "income" and schema["task"] == "binary"
     feat = core.stage_dir(run_dir, "features")
-    spec = feat.read_json("feature_spec.json")
+    assert feat.read_json("feature_spec.json")["target"] == "income"
     train = feat.read_parquet("train.parquet")
     assert len(train) == 2000 and "income" in train.columns
     assert len(feat.read_parquet("test.parquet")) == 1000

@@ -1,7 +1,6 @@
 """Every stage notebook's `parameters` cell: readable by papermill, and the same names and defaults as `run_<stage>`."""
 import importlib
 import inspect
-import re
 from pathlib import Path
 
 import papermill as pm

@@ -1,5 +1,4 @@
 """Preprocess and features stages on real (sampled) Adult data and on generated tables."""
-import json
 
 import numpy as np
 import pandas as pd
@@ -7,7 +6,7 @@ import pytest
 
 from sample_data import make_table
 from mlops_nb.core import DataError, ParamError, read_summary, runs_dir, stage_dir
-from mlops_nb.features import FeatureSpec, load_spec, run_features, transform
+from mlops_nb.features import load_spec, run_features, transform
 from mlops_nb.preprocess import run_preprocess
 
 
@@ -27,7 +26,7 @@ def test_adult_sample_splits_and_schema(project):
 
 
 def test_features_requires_preprocess_and_is_consistent(project):
-    res = run_features(run_id="r2", wandb_mode="disabled")                 # preprocess runs first with its defaults
+    run_features(run_id="r2", wandb_mode="disabled")                 # preprocess runs first with its defaults
     run = runs_dir()/"r2"
     assert stage_dir(run, "preprocess").exists()
     spec = load_spec(run)
