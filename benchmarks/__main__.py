@@ -10,8 +10,6 @@ import importlib
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -44,11 +42,8 @@ def machine() -> dict:
         info["packages"] = package_versions()
     except Exception:
         pass
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        info["git_commit"] = r.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    from mlops_nb.core import git_commit
+    info["git"] = git_commit(REPO)                          # commit and whether the tree had uncommitted changes
     return info
 
 

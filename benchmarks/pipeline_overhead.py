@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 DESCRIPTION = "EDA -> features: papermill pipeline vs. the same functions in one plain process"
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks import REPO, adult_project
 
 PIPELINE = """
 import json, sys
@@ -52,18 +49,10 @@ CASES = {  # case -> (script, extra argv, WANDB_MODE)
 BASELINE = "plain process, W&B disabled"
 
 
-def make_root(tmp: Path) -> Path:
-    """A throw-away project root holding the bundled raw data (with its data card)."""
-    root = tmp/"proj"
-    shutil.copytree(REPO/"data"/"raw", root/"data"/"raw")
-    return root
-
-
 def time_case(script: str, argv: list[str], wandb_mode: str) -> tuple[float, dict]:
     """Wall-clock seconds of `script` in a fresh subprocess and project root, and the JSON it printed."""
-    with tempfile.TemporaryDirectory(prefix="mlops-nb-bench-") as d:
-        root = make_root(Path(d))
-        env = {**os.environ, "MLOPS_NB_ROOT": str(root), "MLOPS_NB_NBS": str(REPO/"nbs"), "WANDB_MODE": wandb_mode,
+    with adult_project() as root:
+        env = {**os.environ, "MLOPS_NB_NBS": str(REPO/"nbs"), "WANDB_MODE": wandb_mode,
                "WANDB_SILENT": "true", "WANDB_DIR": str(root), "MPLBACKEND": "Agg"}
         env.pop("WANDB_API_KEY", None)
         t0 = time.perf_counter()

@@ -23,14 +23,13 @@ def run(repeat: int = 1) -> dict:
     from mlops_nb.train import load_baselines, load_model, predict, predict_baseline, run_train, score  # noqa: sets OMP_WAIT_POLICY first
     from mlops_nb.features import load_xy, run_features
     from mlops_nb.tune import run_tune
-    from benchmarks.time_to_quality import adult_project
+    from benchmarks import adult_project
 
     rows = []
-    with adult_project() as root:
+    with adult_project():
         for seed in SEEDS:
             rid = f"seed-{seed}"
-            run_features(run_id=rid, wandb_mode="disabled")
-            run_dir = root/"reports"/"runs"/rid
+            run_dir = run_features(run_id=rid, wandb_mode="disabled").run_dir
             t = time.time(); run_train(run_id=rid, seed=seed, wandb_mode="disabled"); train_s = time.time() - t
             t = time.time(); tres = run_tune(run_id=rid, seed=seed, wandb_mode="disabled"); tune_s = time.time() - t
             X, y, spec = load_xy(run_dir, "test")

@@ -21,34 +21,16 @@ the seed-to-seed spread of the tune stage is measured by `benchmarks.quality_see
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 DESCRIPTION = "Optuna (tune defaults) vs RandomizedSearchCV at the same budget; training/prediction throughput"
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks import adult_project
 
 
-@contextlib.contextmanager
-def adult_project():
-    """A throw-away project root with the bundled Adult data, as MLOPS_NB_ROOT for the duration."""
-    old = os.environ.get("MLOPS_NB_ROOT")
-    with tempfile.TemporaryDirectory(prefix="mlops_nb_bench_") as tmp:
-        root = Path(tmp)/"proj"
-        shutil.copytree(REPO/"data"/"raw", root/"data"/"raw")
-        os.environ["MLOPS_NB_ROOT"] = str(root)
-        try: yield root
-        finally:
-            if old is None: os.environ.pop("MLOPS_NB_ROOT", None)
-            else: os.environ["MLOPS_NB_ROOT"] = old
-
-
-def _sklearn_space(space: dict, seed: int):
+def _sklearn_space(space: dict):
     """The tune stage's parsed search space as scipy distributions for RandomizedSearchCV, plus its fixed values."""
     import numpy as np
     from scipy.stats import loguniform, randint, uniform
@@ -102,8 +84,7 @@ def run(repeat: int = 1) -> dict:
     max_rounds, esr, seed = sig["max_rounds"].default, sig["early_stopping_rounds"].default, sig["seed"].default
     rows = []
     with adult_project():
-        run_features(run_id="bench", wandb_mode="disabled")
-        run_dir = Path(os.environ["MLOPS_NB_ROOT"])/"reports"/"runs"/"bench"
+        run_dir = run_features(run_id="bench", wandb_mode="disabled").run_dir
         X, y, spec = load_xy(run_dir, "train")
         Xte, yte, _ = load_xy(run_dir, "test")
         tr, va = carve_valid(y, spec.task, sig["valid_size"].default, seed)
@@ -139,7 +120,7 @@ def run(repeat: int = 1) -> dict:
 
         # -- 1b. RandomizedSearchCV over the same space, same split, same budget
         from sklearn.model_selection import PredefinedSplit, RandomizedSearchCV
-        dists, fixed_sk = _sklearn_space(space, seed)
+        dists, fixed_sk = _sklearn_space(space)
         est = xgb.XGBClassifier(tree_method="hist", n_estimators=max_rounds, early_stopping_rounds=esr,
                                 eval_metric="logloss", enable_categorical=True, feature_types=spec.feature_types,
                                 n_jobs=threads, random_state=seed, **fixed_sk)
