@@ -10,7 +10,7 @@ ARGS ?=
 # the stage notebooks that nbval executes top to bottom
 STAGE_NBS = $(sort $(wildcard nbs/0[1-8]*_*.ipynb))
 
-.PHONY: env pipeline test test-fast lab bench export clean-nbs readme lock clean
+.PHONY: env pipeline test test-fast lab bench export readme lock clean
 
 env: $(STAMP)
 
