@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['STAGES', 'DEFAULT_NA', 'WANDB_MODES', 'ParamError', 'DataError', 'check_int', 'check_number', 'project_root',
-           'resolve_path', 'runs_dir', 'nbs_dir', 'sha256_file', 'atomic_path', 'to_json', 'write_json_atomic',
-           'ArtifactError', 'ArtifactDir', 'datacard_entry', 'sniff_sep', 'read_table', 'new_run_id', 'latest_run_id',
-           'set_latest', 'resolve_run', 'package_versions', 'git_commit', 'run_context', 'read_summary',
-           'update_summary', 'wandb_mode', 'Tracker', 'Stage', 'stage_dir', 'stage', 'require', 'StageResult', 'pyplot',
-           'close_figures']
+__all__ = ['STAGES', 'DEFAULT_NA', 'DATA_DEFAULTS', 'WANDB_MODES', 'ParamError', 'DataError', 'check_int', 'check_number',
+           'project_root', 'resolve_path', 'runs_dir', 'nbs_dir', 'sha256_file', 'atomic_path', 'to_json',
+           'write_json_atomic', 'ArtifactError', 'ArtifactDir', 'datacard_entry', 'sniff_sep', 'read_table',
+           'data_defaults', 'new_run_id', 'latest_run_id', 'set_latest', 'resolve_run', 'package_versions',
+           'git_commit', 'run_context', 'read_summary', 'update_summary', 'wandb_mode', 'Tracker', 'Stage', 'stage_dir',
+           'stage', 'require', 'StageResult', 'pyplot', 'close_figures']
 
 # %% ../nbs/00_core.ipynb #7d511a24
 class ParamError(ValueError):
@@ -223,6 +223,26 @@ def read_table(path: str|Path, sep: str = "", na_values: list|None = None, verif
         if col in df: df[col] = df[col].replace(mapping)
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+# %% ../nbs/00_core.ipynb #a02fca78
+DATA_DEFAULTS = {"test_data": "", "engineered": {}, "sensitive": []}  # what a data file without a data card implies
+
+def data_defaults(data: str|Path, # the training data file (relative paths from the project root)
+                 ) -> dict:
+    "The defaults a data file's data card implies: its folder's test file, engineered and sensitive columns."
+    out = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in DATA_DEFAULTS.items()}
+    if not data: return out
+    p = resolve_path(data)
+    entry = datacard_entry(p)
+    if entry is None: return out
+    files = json.loads((p.parent/"datacard.json").read_text()).get("files", {})
+    if entry.get("role") == "train":
+        test = [n for n, e in files.items() if e.get("role") == "test" and (p.parent/n).is_file()]
+        if test:
+            t, root = (p.parent/test[0]).resolve(), project_root()
+            out["test_data"] = str(t.relative_to(root)) if t.is_relative_to(root) else str(t)
+    out.update({k: v for k, v in entry.get("defaults", {}).items() if k in out})
+    return out
 
 # %% ../nbs/00_core.ipynb #b4e36ae8
 def new_run_id() -> str:
