@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import (ArtifactDir, ArtifactError, DataError, ParamError, _commit, runs_dir, sha256_file,
+from .core import (ArtifactDir, ArtifactError, DataError, ParamError, _commit, resolve_path, runs_dir,
                            stage_dir, to_json)
 from .features import FeatureSpec, transform
 
@@ -107,15 +108,29 @@ class ModelBundle:
         if not isinstance(self.extras, dict): raise ParamError(f"extras must be a dict, got {type(self.extras).__name__}")
 
     @property
-    def task(self) -> str: return self.spec.task
+    def task(self) -> str:
+        "binary, multiclass or regression."
+        return self.spec.task
+
     @property
-    def classes(self) -> list: return list(self.spec.classes)
+    def classes(self) -> list:
+        "Class labels in index order (empty for regression)."
+        return list(self.spec.classes)
+
     @property
-    def features(self) -> list: return list(self.spec.features)
+    def features(self) -> list:
+        "The model's input columns, in order."
+        return list(self.spec.features)
+
     @property
-    def lineage(self) -> dict: return self.meta.get("lineage", {})
+    def lineage(self) -> dict:
+        "Where the model comes from: `meta[\"lineage\"]` (see `run_lineage`), empty when not recorded."
+        return self.meta.get("lineage", {})
+
     @property
-    def best_iteration(self) -> int: return best_iteration(self.booster)
+    def best_iteration(self) -> int:
+        "The last boosting round used for predictions (0-based)."
+        return best_iteration(self.booster)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         "Predictions for raw rows: `features.transform`, then the booster up to its best iteration."
@@ -152,12 +167,12 @@ class ModelBundle:
         return _load(cls, Path(path))
 
 # %% ../nbs/04a_model.ipynb #e4fd9da1
-def _bundle_doc(b: ModelBundle) -> dict:
+def _bundle_doc(b: ModelBundle, threshold: float|None) -> dict:
     "The content of bundle.json."
     import xgboost as xgb
     s = b.spec
     return {"format": FORMAT, "version": VERSION, "task": s.task, "target": s.target, "classes": list(s.classes),
-            "features": list(s.features), "threshold": b.threshold, "best_iteration": best_iteration(b.booster),
+            "features": list(s.features), "threshold": threshold, "best_iteration": best_iteration(b.booster),
             "n_rounds": b.booster.num_boosted_rounds(), "xgboost": xgb.__version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "meta": b.meta,
             "extras": sorted(b.extras)}
@@ -168,9 +183,8 @@ def _save(b: ModelBundle, path: Path, overwrite: bool) -> Path:
         if not overwrite: raise BundleError(f"{path} already exists; pass overwrite=True to replace it")
         if not path.is_dir() or (any(path.iterdir()) and not (path/"bundle.json").is_file()):
             raise BundleError(f"{path} exists and is not a model bundle; refusing to replace it")
-    b.threshold = _check_threshold(b.threshold, b.task)
     extras = _check_extras(b.extras)
-    try: doc = to_json(_bundle_doc(b)) + "\n"
+    try: doc = to_json(_bundle_doc(b, _check_threshold(b.threshold, b.task))) + "\n"
     except (TypeError, ValueError) as e: raise ParamError(f"bundle meta is not JSON-serialisable: {e}") from None
     files = {"model.ubj": bytes(b.booster.save_raw("ubj")), "feature_spec.json": (b.spec.to_json() + "\n").encode(),
              **{f"{n}.json": t.encode() for n, t in extras.items()}, "bundle.json": doc.encode()}
@@ -196,12 +210,15 @@ def _read_manifest(path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as e: raise BundleError(f"{f} is not valid JSON: {e}") from None
     if not isinstance(m, dict) or not all(isinstance(v, dict) and "sha256" in v for v in m.values()):
         raise BundleError(f"{f} is not a manifest (file -> {{sha256, bytes}})")
+    bad = [n for n in m if not _NAME.match(n)]
+    if bad: raise BundleError(f"{f} lists {bad[0]!r}, which is not a plain file name")
     miss = [r for r in REQUIRED if r not in m]
     if miss: raise BundleError(f"{f} does not list {', '.join(miss)}")
     return m
 
 def _verified(path: Path, m: dict) -> dict:
     "The bytes of every listed file, after checking presence, sha256 and that nothing unlisted is there."
+    # the hash is taken of the bytes that are then parsed, so a file changed after the check is never used
     extra = sorted(p.name for p in path.iterdir() if p.name != ArtifactDir.MANIFEST and p.name not in m)
     if extra: raise BundleError(f"{path/extra[0]} is not listed in the manifest of the bundle {path}")
     out = {}
@@ -209,7 +226,7 @@ def _verified(path: Path, m: dict) -> dict:
         p = path/name
         if not p.is_file(): raise BundleError(f"{p} is listed in the bundle's manifest but missing")
         data = p.read_bytes()
-        if sha256_file(p) != entry["sha256"]: raise BundleError(f"{p} does not match its sha256 in the manifest")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]: raise BundleError(f"{p} does not match its sha256 in the manifest")
         out[name] = data
     return out
 
@@ -218,14 +235,17 @@ def _json(files: dict, name: str, path: Path):
     try: return json.loads(files[name])
     except (ValueError, UnicodeDecodeError) as e: raise BundleError(f"{path/name} is not valid JSON: {e}") from None
 
-def _check_doc(doc: dict, spec: FeatureSpec, m: dict, path: Path) -> None:
+def _check_doc(doc: dict, spec: FeatureSpec, m: dict, path: Path) -> None:  # m: the manifest's file names
     "Check bundle.json's format, version, extras and agreement with the feature spec."
     f = path/"bundle.json"
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleError(f"{f} does not declare format {FORMAT!r}")
     if not isinstance(doc.get("version"), int) or not 1 <= doc["version"] <= VERSION:
         raise BundleError(f"{f} has version {doc.get('version')!r}; this mlops_nb reads versions 1 to {VERSION}")
-    known = set(REQUIRED) | {f"{n}.json" for n in doc.get("extras", [])}
+    ex = doc.get("extras", [])
+    if not isinstance(ex, list) or not all(isinstance(n, str) and _NAME.match(n) and n not in _RESERVED for n in ex):
+        raise BundleError(f"{f} has extras {ex!r}; expected a list of plain names")
+    known = set(REQUIRED) | {f"{n}.json" for n in ex}
     if set(m) != known:
         odd = sorted(set(m) ^ known)[0]
         raise BundleError(f"{path/odd} is {'listed in the manifest' if odd in m else 'named in bundle.json'} but "
@@ -238,11 +258,10 @@ def _load(cls, path: Path) -> ModelBundle:
     "Load and verify the bundle folder `path`."
     import xgboost as xgb
     files = _verified(path, _read_manifest(path))
-    m = {n: None for n in files}
     try: spec = FeatureSpec.from_dict(_json(files, "feature_spec.json", path))
     except TypeError as e: raise BundleError(f"{path/'feature_spec.json'} is not a feature spec: {e}") from None
     doc = _json(files, "bundle.json", path)
-    _check_doc(doc, spec, m, path)
+    _check_doc(doc, spec, files, path)
     booster = xgb.Booster()
     try: booster.load_model(bytearray(files["model.ubj"]))
     except xgb.core.XGBoostError as e: raise BundleError(f"{path/'model.ubj'} is not an XGBoost model: {e}") from None
@@ -261,6 +280,7 @@ def bundle_dir(run_dir,      # a run folder
                stage: str,   # the stage whose bundle it is
               ) -> Path:
     "The folder of the model bundle stage `stage` writes in a run."
+    if not isinstance(stage, str) or not _NAME.match(stage): raise ParamError(f"stage {stage!r} must be a stage name")
     return Path(run_dir)/stage/"model"
 
 def save_bundle(out: ArtifactDir,      # the stage's staging folder (`st.out`)
@@ -274,10 +294,11 @@ def save_bundle(out: ArtifactDir,      # the stage's staging folder (`st.out`)
     return p
 
 def _run_path(run_dir) -> Path:
-    "A run folder from a path or a run id (under `core.runs_dir()`); not checked for existence."
+    "A run folder from a path (relative ones from the project root) or a run id; not checked for existence."
     p = Path(run_dir)
-    if not p.is_dir() and "/" not in str(run_dir) and (runs_dir()/str(run_dir)).is_dir(): p = runs_dir()/str(run_dir)
-    return p
+    if p.is_absolute() or p.is_dir(): return p
+    if "/" not in str(run_dir) and (runs_dir()/str(run_dir)).is_dir(): return runs_dir()/str(run_dir)
+    return resolve_path(p)
 
 def _run_folder(run_dir) -> Path:
     "An existing run folder from a path or a run id."
