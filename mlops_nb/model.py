@@ -226,7 +226,8 @@ def _verified(path: Path, m: dict) -> dict:
         p = path/name
         if not p.is_file(): raise BundleError(f"{p} is listed in the bundle's manifest but missing")
         data = p.read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]: raise BundleError(f"{p} does not match its sha256 in the manifest")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise BundleError(f"{p} does not match its sha256 in the manifest")
         out[name] = data
     return out
 
@@ -265,10 +266,11 @@ def _load(cls, path: Path) -> ModelBundle:
     booster = xgb.Booster()
     try: booster.load_model(bytearray(files["model.ubj"]))
     except xgb.core.XGBoostError as e: raise BundleError(f"{path/'model.ubj'} is not an XGBoost model: {e}") from None
-    if booster.num_boosted_rounds() != doc.get("n_rounds") or not 0 <= doc.get("best_iteration", -1) < doc["n_rounds"]:
-        raise BundleError(f"{path/'model.ubj'} has {booster.num_boosted_rounds()} rounds; bundle.json says "
-                          f"{doc.get('n_rounds')} with best iteration {doc.get('best_iteration')}")
-    booster.set_attr(best_iteration=str(doc["best_iteration"]))
+    n, bi = booster.num_boosted_rounds(), doc.get("best_iteration")
+    if doc.get("n_rounds") != n or not isinstance(bi, int) or not 0 <= bi < n:
+        raise BundleError(f"{path/'model.ubj'} has {n} rounds; bundle.json says {doc.get('n_rounds')} with best "
+                          f"iteration {bi!r}")
+    booster.set_attr(best_iteration=str(bi))
     extras = {n: _json(files, f"{n}.json", path) for n in doc.get("extras", [])}
     try: return cls(booster, spec, doc.get("threshold"), doc.get("meta", {}), extras, info=doc, path=path)
     except ParamError as e: raise BundleError(f"{path/'bundle.json'}: {e}") from None
