@@ -21,247 +21,15 @@ from pandas.api import types as ptypes
 from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, pyplot, require,
                            resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .features import FeatureSpec, dmatrix, load_xy, transform, xgb_feature_names
+from .metrics import (_EPS, THRESHOLD_STRATEGIES, TASK_METRICS, _weighted, bootstrap_ci, calibration_table,
+                              choose_threshold, compare, compute_metrics, top_label)
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'THRESHOLD_STRATEGIES', 'MISSING_GROUP', 'FAIRNESS_GATE', 'TASK_METRICS', 'MAIN_METRIC', 'GATE_OPS',
-           'DEFAULT_GATES', 'compute_metrics', 'calibration_table', 'expected_calibration_error', 'top_label',
-           'bootstrap', 'percentile_ci', 'bootstrap_ci', 'choose_threshold', 'mcnemar', 'paired_bootstrap',
-           'group_metrics', 'fairness_report', 'shap_values', 'global_importance', 'row_explanations', 'row_losses',
-           'slice_metrics', 'gate_metrics', 'check_gate_spec', 'evaluate_gate', 'plot_roc_pr', 'plot_calibration',
-           'plot_confusion', 'plot_residuals', 'plot_importance', 'plot_shap_summary', 'plot_fairness', 'md_table',
-           'markdown_to_html', 'model_card', 'resolve_reference', 'load_reference', 'run_evaluate']
-
-# %% ../nbs/06_evaluate.ipynb #ec1f67e9
-_EPS = 1e-15
-LOWER_IS_BETTER = {"log_loss", "brier", "ece", "rmse", "mae"}  # metrics where a smaller value is better
-
-def _div(a, b) -> np.ndarray:
-    "`a / b` elementwise, 0 where `b` is 0 (scikit-learn's `zero_division=0`)."
-    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-    return np.divide(a, b, out=np.zeros(a.shape), where=b != 0)
-
-def _rank_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "The order of `s` by descending score and the start of each group of tied scores in that order."
-    order = np.argsort(-s, kind="mergesort")
-    ss = s[order]
-    return order, np.r_[0, np.flatnonzero(ss[1:] != ss[:-1]) + 1]
-
-def _auc_ap(W: np.ndarray, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Weighted ROC AUC and average precision of scores `s` for labels `y`, one value per row of `W`."
-    order, starts = _rank_groups(np.asarray(s, np.float64))
-    yo = np.asarray(y, bool)[order].astype(np.float64)
-    Wo = W[:, order]
-    if len(starts) == len(order): Wp = Wo * yo; Wn = Wo; Wn -= Wp            # no ties: one row per group
-    else:
-        Wp = np.add.reduceat(Wo * yo, starts, axis=1); Wn = np.add.reduceat(Wo, starts, axis=1); Wn -= Wp
-    del Wo
-    P, N = Wp.sum(1), Wn.sum(1)
-    cn, cp = np.cumsum(Wn, 1), np.cumsum(Wp, 1)     # negatives / positives scored at or above each group
-    auc = N * P - np.einsum("ij,ij->i", Wp, cn) + 0.5 * np.einsum("ij,ij->i", Wp, Wn)
-    ct = cp + cn
-    np.maximum(ct, 1e-12, out=ct)                    # where nothing is scored above, cp is 0 too
-    ap = np.einsum("ij,ij->i", Wp, np.divide(cp, ct, out=ct))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((P > 0) & (N > 0), auc / (P * N), np.nan), np.where(P > 0, ap / P, np.nan)
-
-def _ece_matrix(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> np.ndarray:
-    "An `(n, n_bins)` matrix whose weighted column sums are each bin's summed gap between confidence and outcome."
-    b = np.minimum((np.asarray(conf) * n_bins).astype(int), n_bins - 1)
-    D = np.zeros((len(conf), n_bins))
-    D[np.arange(len(conf)), b] = np.asarray(conf, np.float64) - np.asarray(hit, np.float64)
-    return D
-
-def _binary_w(W, y, p, threshold=0.5, n_bins=10) -> dict:
-    "Binary metrics per row of weights: probabilities `p` of the positive class, labels `y` in {0, 1}."
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    n, pc = W.sum(1), np.clip(p, _EPS, 1 - _EPS)
-    yhat = (p >= threshold).astype(np.float64)
-    tp, fp, fn = W @ (y * yhat), W @ ((1 - y) * yhat), W @ (y * (1 - yhat))
-    auc, ap = _auc_ap(W, y, p)
-    return {"roc_auc": auc, "pr_auc": ap,
-            "log_loss": -(W @ (y * np.log(pc) + (1 - y) * np.log1p(-pc))) / n,
-            "brier": W @ (p - y) ** 2 / n,
-            "accuracy": (n - fp - fn) / n, "precision": _div(tp, tp + fp), "recall": _div(tp, tp + fn),
-            "f1": _div(2 * tp, 2 * tp + fp + fn),
-            "ece": np.abs(W @ _ece_matrix(p, y, n_bins)).sum(1) / n,
-            "positive_rate": (tp + fp) / n}
-
-def _multiclass_w(W, y, P, n_bins=10) -> dict:
-    "Multiclass metrics per row of weights: probabilities `P` (n, k), labels `y` class indices; macro averages."
-    y, P = np.asarray(y, int), np.asarray(P, np.float64)
-    k, n = P.shape[1], W.sum(1)
-    yhat = P.argmax(1)
-    Y, Yh = np.eye(k)[y], np.eye(k)[yhat]
-    tp, pp, ap_ = W @ (Y * Yh), W @ Yh, W @ Y
-    seen = (pp + ap_) > 0                      # labels present in y_true or y_pred, as scikit-learn averages
-    macro = lambda m: (m * seen).sum(1) / np.maximum(seen.sum(1), 1)
-    hit = (yhat == y).astype(np.float64)
-    aucs, aps = zip(*(_auc_ap(W, y == j, P[:, j]) for j in range(k)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        auc, ap = np.nanmean(np.stack(aucs, 1), 1), np.nanmean(np.stack(aps, 1), 1)
-    return {"roc_auc": auc, "pr_auc": ap,
-            "log_loss": -(W @ np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1))) / n,
-            "brier": W @ ((P - Y) ** 2).sum(1) / n,
-            "accuracy": W @ hit / n, "precision": macro(_div(tp, pp)), "recall": macro(_div(tp, ap_)),
-            "f1": macro(_div(2 * tp, pp + ap_)),
-            "ece": np.abs(W @ _ece_matrix(P.max(1), hit, n_bins)).sum(1) / n}
-
-def _regression_w(W, y, yhat) -> dict:
-    "Regression metrics per row of weights."
-    y, yhat = np.asarray(y, np.float64), np.asarray(yhat, np.float64)
-    n, e = W.sum(1), yhat - y
-    yc = y - y.mean()                              # centred once, for a stable total sum of squares
-    sse = W @ e ** 2
-    sst = W @ yc ** 2 - (W @ yc) ** 2 / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(sst > 0, 1 - sse / sst, np.nan)
-    return {"rmse": np.sqrt(sse / n), "mae": W @ np.abs(e) / n, "r2": r2, "bias": W @ e / n}
-
-def _weighted(task: str, y, pred, threshold: float = 0.5, n_bins: int = 10):
-    "The task's metrics as a function of a weight matrix `W`."
-    if task == "binary": return lambda W: _binary_w(W, y, pred, threshold, n_bins)
-    if task == "multiclass": return lambda W: _multiclass_w(W, y, pred, n_bins)
-    if task == "regression": return lambda W: _regression_w(W, y, pred)
-    raise ParamError(f"task {task!r} is not one of binary, multiclass, regression")
-
-def compute_metrics(task: str,           # binary, multiclass or regression
-                    y,                   # encoded labels (class indices) or targets
-                    pred,                # binary: P(positive) (n,); multiclass: (n, k) probabilities; regression: values
-                    threshold: float = 0.5, # binary: predict positive when P(positive) >= threshold
-                    n_bins: int = 10,    # calibration bins for the ECE
-                   ) -> dict:
-    "Point estimates of the task's test metrics."
-    out = _weighted(task, y, pred, threshold, n_bins)(np.ones((1, len(y))))
-    return {k: float(v[0]) for k, v in out.items()}
-
-# %% ../nbs/06_evaluate.ipynb #61cd02ce
-def calibration_table(y,              # outcomes in {0, 1} (for multiclass: whether the top class was right)
-                      p,              # predicted probabilities (for multiclass: the top-class confidence)
-                      n_bins: int = 10, # equal-width bins on [0, 1]
-                     ) -> pd.DataFrame:
-    "Reliability table: per probability bin its rows, mean prediction and observed rate."
-    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
-    b = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    g = pd.DataFrame({"bin": b, "p": p, "y": y}).groupby("bin")
-    t = pd.DataFrame({"count": g.size(), "mean_predicted": g["p"].mean(), "observed": g["y"].mean()})
-    t = t.reindex(range(n_bins)).assign(count=lambda d: d["count"].fillna(0).astype(int))
-    t.insert(0, "lower", np.arange(n_bins) / n_bins); t.insert(1, "upper", np.arange(1, n_bins + 1) / n_bins)
-    t["gap"] = (t["mean_predicted"] - t["observed"]).abs()
-    return t.rename_axis("bin").reset_index()
-
-def expected_calibration_error(y, p, n_bins: int = 10) -> float:
-    "Row-weighted mean gap between mean prediction and observed rate over equal-width probability bins."
-    t = calibration_table(y, p, n_bins)
-    return float((t["count"] * t["gap"].fillna(0)).sum() / t["count"].sum())
-
-def top_label(y, P) -> tuple[np.ndarray, np.ndarray]:
-    "For multiclass probabilities `P`: whether the top class is right, and its probability."
-    P = np.asarray(P); return (P.argmax(1) == np.asarray(y)).astype(float), P.max(1)
-
-# %% ../nbs/06_evaluate.ipynb #41c3cd4e
-def bootstrap(fn,                     # function of a (b, n) weight matrix returning {name: (b,) array}
-              n: int,                 # number of rows
-              n_bootstrap: int = 1000, # resamples
-              seed: int = 42,         # random seed
-              max_cells: int = 2_000_000, # bound on b * n per chunk (memory)
-             ) -> dict:
-    "Metric values on `n_bootstrap` seeded resamples of `n` rows, as arrays."
-    rng = np.random.default_rng(seed)
-    chunk, parts = max(1, min(n_bootstrap, max_cells // max(n, 1))), []
-    for start in range(0, n_bootstrap, chunk):
-        b = min(chunk, n_bootstrap - start)
-        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        parts.append(fn(np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-
-def percentile_ci(samples: dict, level: float = 0.95) -> dict:
-    "Percentile intervals `[lo, hi]` of resampled values (None when undefined)."
-    a, out = (1 - level) / 2, {}
-    for k, v in samples.items():
-        v = v[np.isfinite(v)]
-        out[k] = [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))] if len(v) else [None, None]
-    return out
-
-def bootstrap_ci(task: str, y, pred,
-                 threshold: float = 0.5,  # binary decision threshold (held fixed)
-                 n_bootstrap: int = 1000, # resamples
-                 seed: int = 42,          # random seed
-                 level: float = 0.95,     # interval coverage
-                 n_bins: int = 10,        # calibration bins for the ECE
-                ) -> dict:
-    "Bootstrap percentile intervals of every test metric."
-    return percentile_ci(bootstrap(_weighted(task, y, pred, threshold, n_bins), len(y), n_bootstrap, seed), level)
-
-# %% ../nbs/06_evaluate.ipynb #958e1074
-THRESHOLD_STRATEGIES = ("f1", "youden", "cost", "fixed")
-
-def choose_threshold(y,                     # labels in {0, 1}
-                     p,                     # predicted P(positive)
-                     strategy: str = "f1",  # f1, youden, cost or fixed
-                     threshold: float = 0.5, # the threshold for `fixed`
-                     cost_fp: float = 1.0,  # cost of a false positive (strategy `cost`)
-                     cost_fn: float = 1.0,  # cost of a false negative (strategy `cost`)
-                    ) -> float:
-    "The decision threshold (predict positive when p >= threshold) chosen on `y`, `p` by `strategy`."
-    if strategy not in THRESHOLD_STRATEGIES:
-        raise ParamError(f"threshold_strategy {strategy!r} is not one of {', '.join(THRESHOLD_STRATEGIES)}")
-    if strategy == "fixed": return float(threshold)
-    y, p = np.asarray(y).astype(bool), np.asarray(p, np.float64)
-    P, N = int(y.sum()), int((~y).sum())
-    if P == 0 or N == 0: raise DataError(f"cannot choose a threshold: the validation rows hold a single class ({len(y)} rows)")
-    order, starts = _rank_groups(p)
-    ends = np.r_[starts[1:], len(p)] - 1
-    tp = np.cumsum(y[order])[ends]               # predicting positive for every score >= the group's score
-    fp = ends + 1 - tp
-    thr = p[order][starts]
-    if strategy == "f1": score = 2 * tp / (tp + fp + P)
-    elif strategy == "youden": score = tp / P - fp / N
-    else:
-        score = -(cost_fp * fp + cost_fn * (P - tp))
-        if -cost_fn * P > score.max(): return float(np.nextafter(thr[0], np.inf))   # predicting no positives is cheapest
-    return float(thr[int(np.argmax(score))])
-
-# %% ../nbs/06_evaluate.ipynb #e2aa27f1
-def mcnemar(correct_a,   # per row: model A is right (bool)
-            correct_b,   # per row: model B is right (bool)
-           ) -> dict:
-    "McNemar's test on paired correctness: exact two-sided binomial p-value and the chi-square statistic."
-    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    b, c = int((a & ~b_).sum()), int((~a & b_).sum())
-    n, m = b + c, min(b, c)
-    if n == 0: p = 1.0
-    else:
-        k = np.arange(1, m + 1)
-        logc = np.r_[0.0, np.cumsum(np.log((n - k + 1) / k))]     # log C(n, 0..m)
-        top = logc.max()
-        p = min(1.0, 2 * math.exp(top + math.log(np.exp(logc - top).sum()) - n * math.log(2)))
-    chi2 = (abs(b - c) - 1) ** 2 / n if n else 0.0
-    return {"only_a_right": b, "only_b_right": c, "p_value": p, "chi2": chi2,
-            "chi2_p_value": math.erfc(math.sqrt(chi2 / 2)) if n else 1.0, "method": "exact binomial"}
-
-def paired_bootstrap(task: str, y,
-                     pred_a, pred_b,           # predictions of model A and model B on the same rows
-                     threshold_a: float = 0.5, threshold_b: float = 0.5, # binary thresholds of A and B
-                     n_bootstrap: int = 1000, seed: int = 42, level: float = 0.95,
-                    ) -> pd.DataFrame:
-    "Per metric: A, B, the difference A - B with its paired-bootstrap interval, and the share of resamples where A is better."
-    fa, fb = _weighted(task, y, pred_a, threshold_a), _weighted(task, y, pred_b, threshold_b)
-    def diff(W):
-        ma, mb = fa(W), fb(W)
-        return {k: ma[k] - mb[k] for k in ma}
-    one = np.ones((1, len(y)))
-    ma, mb = fa(one), fb(one)
-    samples = bootstrap(diff, len(y), n_bootstrap, seed) if n_bootstrap else {k: np.array([]) for k in ma}
-    ci = percentile_ci(samples, level)
-    rows = []
-    for k in ma:
-        if k == "positive_rate": continue
-        s = samples[k][np.isfinite(samples[k])]
-        better = (s < 0) if k in LOWER_IS_BETTER else (s > 0)
-        rows.append({"metric": k, "a": float(ma[k][0]), "b": float(mb[k][0]), "diff": float(ma[k][0] - mb[k][0]),
-                     "ci_low": ci[k][0], "ci_high": ci[k][1], "p_a_better": float(better.mean()) if len(s) else None})
-    return pd.DataFrame(rows).set_index("metric")
+__all__ = ['MISSING_GROUP', 'FAIRNESS_GATE', 'GATE_OPS', 'DEFAULT_GATES', 'group_metrics', 'fairness_report', 'shap_values',
+           'global_importance', 'row_explanations', 'row_losses', 'slice_metrics', 'gate_metrics', 'check_gate_spec',
+           'evaluate_gate', 'plot_roc_pr', 'plot_calibration', 'plot_confusion', 'plot_residuals', 'plot_importance',
+           'plot_shap_summary', 'plot_fairness', 'md_table', 'markdown_to_html', 'model_card', 'resolve_reference',
+           'load_reference', 'run_evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #afd5d7b4
 MISSING_GROUP = "(missing)"   # the group of rows whose sensitive value is missing
@@ -429,10 +197,6 @@ def slice_metrics(raw: pd.DataFrame,       # raw test rows (without the target)
     return t.sort_values(["rmse" if reg else "error_rate", "count"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
 # %% ../nbs/06_evaluate.ipynb #b895afdc
-TASK_METRICS = {"binary": ["roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece", "positive_rate"],
-                "multiclass": ["roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece"],
-                "regression": ["rmse", "mae", "r2", "bias"]}
-MAIN_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}   # what baseline_gain compares
 GATE_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 DEFAULT_GATES = {"binary": {"roc_auc": [">=", 0.80], "ece": ["<=", 0.05], "baseline_gain": [">", 0.0]},
                  "multiclass": {"accuracy": [">=", 0.50], "ece": ["<=", 0.10], "baseline_gain": [">", 0.0]},
@@ -801,25 +565,6 @@ def _load_baselines(run_dir: Path) -> dict:
     if isinstance(b, list): b = {str(d.get("name", f"baseline_{i}")): d for i, d in enumerate(b)}
     return {k: v for k, v in b.items() if isinstance(v, dict)}
 
-def _correct(task: str, y, pred, threshold) -> np.ndarray:
-    "Per row: the classifier's decision is right."
-    y = np.asarray(y)
-    return ((np.asarray(pred) >= threshold).astype(int) == y) if task == "binary" else (np.asarray(pred).argmax(1) == y)
-
-def _compare(task, y, pred, threshold, other, other_threshold, n_bootstrap, seed, label="other") -> tuple[dict, pd.DataFrame]:
-    "Summary and table of the comparison of the model (A) with another model (B) on the same rows."
-    pb = paired_bootstrap(task, y, pred, other, threshold or 0.5, other_threshold or 0.5, n_bootstrap, seed)
-    main = MAIN_METRIC[task]
-    s = {main: float(pb.loc[main, "b"]), f"{main}_diff": float(pb.loc[main, "diff"]),
-         f"{main}_diff_ci": [pb.loc[main, "ci_low"], pb.loc[main, "ci_high"]],
-         "gain": float(-pb.loc[main, "diff"] if main in LOWER_IS_BETTER else pb.loc[main, "diff"])}
-    if task != "regression":
-        mc = mcnemar(_correct(task, y, pred, threshold), _correct(task, y, other, other_threshold))
-        s.update(accuracy=float(pb.loc["accuracy", "b"]), mcnemar_p=mc["p_value"], only_model_right=mc["only_a_right"],
-                 only_other_right=mc["only_b_right"])
-        if task == "binary": s["threshold"] = other_threshold
-    return s, pb.rename(columns={"a": "model", "b": label, "p_a_better": "p_model_better"})
-
 def _metrics_table(point: dict, ci: dict, task: str) -> pd.DataFrame:
     "Test metrics with their intervals, for the model card."
     rows = [{"metric": k, "value": point[k], "ci_low": (ci.get(k) or [None, None])[0], "ci_high": (ci.get(k) or [None, None])[1]}
@@ -899,7 +644,7 @@ def run_evaluate(run_id: str = "",             # run to work in (empty: the late
         if task == "binary":
             bthr = choose_threshold(val[1], np.asarray(predict_baseline(bd, val[2], spec), np.float64), threshold_strategy,
                                     threshold, cost_fp, cost_fn)
-        s, pb = _compare(task, y, pred, thr, bp, bthr, n_bootstrap, seed, "baseline")
+        s, pb = compare(task, y, pred, bp, thr, bthr, n_bootstrap, seed, calibration_bins, "baseline")
         base_summary[name] = s
         base_tables.append(pb.reset_index().assign(name=name))
     base_table = pd.concat(base_tables, ignore_index=True) if base_tables else pd.DataFrame()
@@ -916,7 +661,7 @@ def run_evaluate(run_id: str = "",             # run to work in (empty: the late
                 raw_tr = prep.read_parquet("train.parquet").iloc[val[0]]
                 rthr = choose_threshold(val[1], np.asarray(predict(rb, transform(raw_tr, rs), rs)), threshold_strategy,
                                         threshold, cost_fp, cost_fn)
-        ref_summary, ref_table = _compare(task, y, pred, thr, rp, rthr, n_bootstrap, seed, "reference")
+        ref_summary, ref_table = compare(task, y, pred, rp, thr, rthr, n_bootstrap, seed, calibration_bins, "reference")
         ref_summary["source"] = str(ref_path)
         ref_table = ref_table.reset_index()
         ref_note = (f"Reference: `{ref_path}` (`compare_to={compare_to!r}`), on the same {len(y):,} test rows; differences "
