@@ -230,8 +230,8 @@ def run_train(run_id: str = "",            # run to work in (empty: latest run, 
               wandb_mode: str = "",        # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
              ) -> StageResult:
     "Draw the run's splits; cross-validate the default XGBoost configuration and the baselines; write the bundle."
-    from mlops_nb.cv import Splits, final_rounds, make_splits
     params = {k: v for k, v in locals().items() if k not in ("run_id", "wandb_mode")}
+    from mlops_nb.cv import Splits, final_rounds, make_splits
     hyper = _train_params(params)
     run_dir = resolve_run(run_id)
     feats = require(run_dir, "features", wandb_mode=wandb_mode)

@@ -224,6 +224,7 @@ def _open_study(kind, where, name, chash, config, space, seed, n_startup_trials)
     "Create or reopen the study; check it was made with the same settings; set sampler and pruner."
     import optuna
     from mlops_nb.study import count_finished, fail_stale_trials, open_storage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=open_storage(kind, where), study_name=name, direction="minimize", load_if_exists=True)
     prev = study.user_attrs.get("config_hash")
     if prev is None:
@@ -265,12 +266,12 @@ def _run_search(st, study, space, spec, X, y, splits, p, deadline, trial_threads
     return time.time() - t0
 
 # %% ../nbs/05_tune.ipynb #f7df864e
-def _candidates(study, space, spec, p, trial_threads) -> tuple[dict, dict]:
-    "The configurations to cross-validate: the best diverse trials and the finished seed trials (name -> config, origin)."
+def _candidates(study, space, spec, p, trial_threads, n_rows) -> tuple[dict, dict]:
+    "The configurations to cross-validate: the best diverse trials, and on small tables the finished seed trials."
     from optuna.trial import TrialState
     from mlops_nb.select import diverse_top
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    seeds = [t for t in complete if t.system_attrs.get("fixed_params")]
+    seeds = [t for t in complete if t.system_attrs.get("fixed_params")] if n_rows < SMALL_TABLE else []
     ranked = diverse_top(complete, space, p["select_top_k"], p["select_min_distance"])
     hp = lambda t: xgb_params(spec, **{**fixed_params(space), **t.params}, seed=p["seed"], nthread=trial_threads)
     cands, origin = {}, {}
@@ -284,7 +285,7 @@ def _select(run_dir, X, y, spec, splits, study, space, p, trial_threads, n_jobs)
     from mlops_nb.cv import cross_validate, fold_data
     from mlops_nb.select import lowered, pick, train_cv
     tcv = train_cv(run_dir)
-    cands, origin = _candidates(study, space, spec, p, trial_threads)
+    cands, origin = _candidates(study, space, spec, p, trial_threads, len(y))
     folds = fold_data(X, y, spec, splits)
     cv = cross_validate(X, y, spec, cands, splits, n_jobs, folds)
     configs = dict(cands)
@@ -358,12 +359,11 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
              wandb_mode: str = "",       # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
             ) -> StageResult:
     "Search hyperparameters with Optuna (resumable), select the best candidate by cross-validation, save the final model."
+    t_start, search_space = time.time(), _as_mapping(search_space)
+    params = {k: v for k, v in locals().items() if k not in ("run_id", "wandb_mode", "t_start")}
     from mlops_nb.core import stage_dir
     from mlops_nb.cv import load_splits
-    from mlops_nb.study import JournalOwner, _hash, count_finished, storage_location, study_config
-    t_start, search_space = time.time(), _as_mapping(search_space)
-    params = {k: v for k, v in locals().items() if k not in ("run_id", "wandb_mode", "t_start", "stage_dir", "load_splits",
-                                                             "JournalOwner", "_hash", "count_finished", "storage_location", "study_config")}
+    from mlops_nb.study import JournalOwner, _hash, storage_location, study_config
     _tune_checks(params)
     run_dir = resolve_run(run_id)
     kind, where = storage_location(storage, run_dir)
