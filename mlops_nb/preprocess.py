@@ -70,9 +70,10 @@ def date_like(v) -> bool:
 
 def _micros(v) -> int:
     "Microseconds since the epoch of a datetime-like value (naive = UTC)."
-    v = pd.Timestamp(v)
-    if v is pd.NaT: return NAT
-    if v.tzinfo is None: v = v.tz_localize("UTC")
+    if not isinstance(v, dt.datetime) or v is pd.NaT:
+        v = pd.Timestamp(v)
+        if v is pd.NaT: return NAT
+    if v.tzinfo is None: v = v.replace(tzinfo=dt.timezone.utc)
     return (v - _EPOCH) // _US
 
 def utc_micros(s: pd.Series,          # a column: text, datetime64 (naive or tz-aware) or Python datetimes
