@@ -123,11 +123,12 @@ def datetime_format(s: pd.Series,         # a column of the cleaned table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # "Parsing dates in %d/%m/%Y format when dayfirst=False"
         guesses = [guess_datetime_format(v) for v in vc.index[like][:20]]
-    best, best_share = None, min_share
+    shares = {}
     for fmt in ["ISO8601", *dict.fromkeys(g for g in guesses if g), "mixed"]:
-        if (sh := _share(vc, fmt)) >= best_share + (1e-12 if best else 0): best, best_share = fmt, sh
-        if best_share == 1.0: break
-    return best
+        shares[fmt] = _share(vc, fmt)
+        if shares[fmt] == 1.0: break
+    best = max(shares, key=shares.get)              # the first of the formats that parse the most values
+    return best if shares[best] >= min_share else None
 
 # %% ../nbs/02_preprocess.ipynb #8536b68c
 TASKS = ("binary", "multiclass", "regression")
@@ -255,7 +256,8 @@ def split_table(df: pd.DataFrame,      # cleaned table with the target
     for name, col in (("time_column", time_column), ("group_column", group_column)):
         if col and col not in df.columns: raise ParamError(f"{name} {col!r} is not a column; available: {', '.join(df.columns)}")
     if time_column:
-        t = pd.to_datetime(df[time_column], errors="coerce") if not ptypes.is_numeric_dtype(df[time_column]) else df[time_column]
+        s = df[time_column]
+        t = s if ptypes.is_numeric_dtype(s) else to_utc(s, datetime_format(s, min_share=0.0))  # its best format
         if t.isna().any(): raise DataError(f"time_column {time_column!r} has {int(t.isna().sum())} missing or unparsable values")
         order = np.argsort(t.to_numpy(), kind="stable")
         n_test = max(1, int(round(len(df) * test_size)))
