@@ -156,3 +156,19 @@ def test_adult_has_no_datetime_and_data_card_defaults(project):
     assert spec.engineered == [] and "net_capital_gain" not in spec.features
     res = run_preprocess(run_id="ad2", test_data="", wandb_mode="disabled")        # explicit "": a split of adult.data
     assert res.data["schema"]["split"]["method"] == "stratified random"
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_parquet_datetime_column(project, tz):
+    df = _timestamp_table(n=200).drop(columns=["ts", "mostly_dates"])
+    when = pd.Series(pd.date_range("2024-03-01 09:00", periods=len(df), freq="5h"))
+    df["when"] = when.dt.tz_localize(tz) if tz else when
+    df.loc[3, "when"] = pd.NaT
+    df.to_parquet(project/"t.parquet")
+    res = run_preprocess(run_id="pq", data=str(project/"t.parquet"), target="target", wandb_mode="disabled")
+    assert res.data["schema"]["columns"]["when"]["kind"] == "datetime"
+    spec = run_features(run_id="pq", wandb_mode="disabled").data["spec"]
+    row = df.iloc[[0]].drop(columns="target")
+    X = transform(row, spec)
+    assert X["when__hour"].iloc[0] == (8 if tz else 9)                        # 09:00 in Paris (UTC+1) is 08:00 UTC
+    assert X["when__dayofweek"].iloc[0] == 4 and "when__missing" in spec.features   # 2024-03-01 was a Friday
