@@ -15,7 +15,7 @@ from .features import FeatureSpec
 from .model import as_array
 
 # %% auto #0
-__all__ = ['linear_layout', 'linear_design', 'fit_baselines', 'predict_baseline']
+__all__ = ['linear_layout', 'linear_design', 'fit_baselines', 'predict_baseline', 'linear_margin']
 
 # %% ../nbs/04b_baselines.ipynb #1cfd83a3
 def linear_layout(X, spec: FeatureSpec) -> dict:
@@ -92,3 +92,15 @@ def predict_baseline(baseline: dict,     # one baseline as saved in baselines.js
     P = np.zeros((n, len(spec.classes)))
     P[:, baseline["classes"]] = e / e.sum(1, keepdims=True)
     return P
+
+# %% ../nbs/04b_baselines.ipynb #005f0395
+def linear_margin(baseline: dict,     # a `linear` baseline as saved in baselines.json
+                  X,                  # transformed rows (frame or array in spec order)
+                  spec: FeatureSpec,  # the feature spec
+                 ) -> np.ndarray:
+    "The linear baseline's prediction as an XGBoost margin: log-odds (binary), (n, k) log-probabilities, or values."
+    if baseline.get("kind") not in ("ridge", "logistic"): raise ParamError(f"a base margin needs a linear baseline, got {baseline.get('kind')!r}")
+    p = predict_baseline(baseline, X, spec)
+    if spec.task == "regression": return p
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p)) if spec.task == "binary" else np.log(p)

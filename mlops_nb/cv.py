@@ -18,7 +18,7 @@ from .model import as_array, best_iteration, predict_booster
 
 # %% auto #0
 __all__ = ['SPLITS_FILE', 'carve_valid', 'check_folds', 'check_split_params', 'make_splits', 'Splits', 'load_splits', 'fold_data',
-           'cross_validate', 'cv_baselines', 'final_rounds', 'cv_record', 'oof_frame', 'read_oof']
+           'add_margins', 'cross_validate', 'cv_baselines', 'final_rounds', 'cv_record', 'oof_frame', 'read_oof']
 
 # %% ../nbs/04c_cv.ipynb #9882e706
 def carve_valid(y,                  # encoded target of the training rows
@@ -45,15 +45,15 @@ def carve_valid(y,                  # encoded target of the training rows
 def check_folds(y, task: str, n_folds: int) -> None:
     "Raise a DataError when `y` cannot be split into `n_folds` folds (stratified by class for classification)."
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ParamError(f"n_folds must be an integer >= 2 (or 0 to skip cross-validation), got {n_folds!r}")
+        raise ParamError(f"cv_folds must be an integer >= 2, got {n_folds!r}")
     y = np.asarray(y)
-    if len(y) < n_folds: raise DataError(f"n_folds={n_folds} but the training split has only {len(y)} rows")
+    if len(y) < n_folds: raise DataError(f"cv_folds={n_folds} but the training split has only {len(y)} rows")
     if task != "regression":
         labels, counts = np.unique(y, return_counts=True)
         if counts.min() < n_folds:
             i = int(counts.argmin())
-            raise DataError(f"n_folds={n_folds} needs at least {n_folds} rows of every class, but class index "
-                            f"{int(labels[i])} has {int(counts[i])}; lower n_folds (0 skips cross-validation)")
+            raise DataError(f"cv_folds={n_folds} needs at least {n_folds} rows of every class, but class index "
+                            f"{int(labels[i])} has {int(counts[i])}; lower cv_folds (at least 2)")
 
 def check_split_params(valid_size: float, # share of the training rows held out for early stopping
                        cv_folds: int,     # number of CV folds
@@ -124,8 +124,21 @@ def fold_data(X,                   # transformed training rows (frame or array i
         fi, si = carve_valid(y[tr], spec.task, inner_share, seed + k)
         fit, stop = tr[fi], tr[si]
         out.append({"fit": dmatrix(arr[fit], spec, y[fit]), "stop": dmatrix(arr[stop], spec, y[stop]),
-                    "test": te, "X_test": arr[te], "fit_rows": len(fit), "train": tr})
+                    "test": te, "X_test": arr[te], "fit_rows": len(fit), "train": tr, "fit_rows_idx": fit, "stop_rows_idx": stop})
     return out
+
+def add_margins(folds: list, X, y, spec: FeatureSpec) -> list:
+    "Add to each fold the linear baseline fitted on its training part and DMatrices boosted from its margin."
+    from mlops_nb.baselines import fit_baselines, linear_margin
+    arr, y = as_array(X, spec), np.asarray(y)
+    for f in folds:
+        if "fit_m" in f: continue
+        lin = fit_baselines(arr[f["train"]], y[f["train"]], spec)["linear"]
+        fit, stop = f["fit_rows_idx"], f["stop_rows_idx"]
+        f["fit_m"] = dmatrix(arr[fit], spec, y[fit], base_margin=linear_margin(lin, arr[fit], spec))
+        f["stop_m"] = dmatrix(arr[stop], spec, y[stop], base_margin=linear_margin(lin, arr[stop], spec))
+        f["margin_test"] = linear_margin(lin, f["X_test"], spec)
+    return folds
 
 def _empty_pred(n: int, spec: FeatureSpec) -> np.ndarray:
     "An array for out-of-fold predictions of `n` rows."
@@ -144,7 +157,7 @@ def _summarise(name_scores: dict, y, spec: FeatureSpec, folds: list) -> dict:
 
 def cross_validate(X, y,
                    spec: FeatureSpec,  # the feature spec
-                   configs: dict,      # name -> (XGBoost params, most rounds, early-stopping rounds)
+                   configs: dict,      # name -> (XGBoost params, most rounds, early-stopping rounds[, "linear": boost from the linear baseline])
                    splits: Splits,     # the run's folds
                    n_jobs: int = 1,    # folds trained at once (threads; set the params' nthread to cores / n_jobs)
                    folds: list|None = None, # `fold_data` of these rows, to reuse across calls
@@ -153,11 +166,13 @@ def cross_validate(X, y,
     from mlops_nb.train import fit_xgb
     y = np.asarray(y)
     folds = folds if folds is not None else fold_data(X, y, spec, splits)
+    if any(c[3:4] == ("linear",) for c in configs.values()): add_margins(folds, X, y, spec)
     def run(f):
         res = {}
-        for name, (params, rounds, esr) in configs.items():
-            b, _ = fit_xgb(f["fit"], None, f["stop"], None, spec, params, rounds, esr, eval_train=False)
-            res[name] = (predict_booster(b, f["X_test"], spec), best_iteration(b) + 1)
+        for name, (params, rounds, esr, *base) in configs.items():
+            m = base == ["linear"]
+            b, _ = fit_xgb(f["fit_m" if m else "fit"], None, f["stop_m" if m else "stop"], None, spec, params, rounds, esr, eval_train=False)
+            res[name] = (predict_booster(b, f["X_test"], spec, f["margin_test"] if m else None), best_iteration(b) + 1)
         return res
     with ThreadPoolExecutor(max(1, n_jobs)) as ex: per_fold = list(ex.map(run, folds))
     return _summarise({n: [r[n] for r in per_fold] for n in configs}, y, spec, folds)

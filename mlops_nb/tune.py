@@ -294,6 +294,10 @@ def _select(run_dir, X, y, spec, splits, study, space, p, trial_threads, n_jobs)
         name = f"{best} lr x{p['refit_lr_factor']:g}"
         configs[name] = lowered(*cands[best], p["refit_lr_factor"]); origin[name] = "lower learning rate"
         cv |= cross_validate(X, y, spec, {name: configs[name]}, splits, n_jobs, folds)
+    best = min(cv, key=lambda n: cv[n]["mean"])
+    name = f"{best} from linear"
+    configs[name] = (*configs[best][:3], "linear"); origin[name] = "boosted from the linear baseline"
+    cv |= cross_validate(X, y, spec, {name: configs[name]}, splits, n_jobs, folds)
     configs["default"] = (tcv["params"], tcv["max_rounds"], tcv["early_stopping_rounds"])
     cv["default"], origin["default"] = tcv["default"], "train stage"
     choice = pick(cv, tcv["baselines"])
@@ -307,14 +311,19 @@ def _final(st, X, y, spec, sel, p) -> tuple:
     from mlops_nb.select import selection_doc
     name = sel["choice"]["selected"]
     xp, cvr = {**sel["configs"][name][0], "nthread": p["nthread"] or default_nthread()}, sel["cv"][name]
-    rounds = final_rounds(cvr, len(y))
-    booster, _ = fit_xgb(X, y, None, None, spec, xp, rounds, None, eval_train=False)
+    rounds, extras, data = final_rounds(cvr, len(y)), {}, X
+    if sel["configs"][name][3:4] == ("linear",):
+        from mlops_nb.baselines import fit_baselines, linear_margin
+        extras["base_margin"] = fit_baselines(X, y, spec)["linear"]
+        data = dmatrix(X, spec, y, base_margin=linear_margin(extras["base_margin"], X, spec))
+    booster, _ = fit_xgb(data, y, None, None, spec, xp, rounds, None, eval_train=False)
     doc = selection_doc(objective(spec.task), sel["cv"], sel["baselines"], sel["choice"], sel["origin"])
     st.out.write_json("selection.json", doc)
     st.out.write_parquet("oof.parquet", oof_frame(cvr["oof"], y))
-    bundle = ModelBundle(booster, spec, None, meta={
+    bundle = ModelBundle(booster, spec, None, extras=extras, meta={
         "stage": "tune", "params": xp, "rounds": rounds, "trained_on_rows": len(y), "objective": doc["objective"],
-        "selected": name, "cv": {"mean": cvr["mean"], "std": cvr["std"]}, "beats_baselines": doc["beats_baselines"],
+        "selected": name, "boosted_from": "linear baseline" if extras else None,
+        "cv": {"mean": cvr["mean"], "std": cvr["std"]}, "beats_baselines": doc["beats_baselines"],
         "lineage": run_lineage(st.run_dir, "tune")})
     save_bundle(st.out, bundle)
     return bundle, doc, rounds
