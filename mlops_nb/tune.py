@@ -21,7 +21,7 @@ from .train import check_training_data, check_xgb_params, default_nthread, fit_x
 
 # %% auto #0
 __all__ = ['DEFAULT_SPACE', 'SEED_CONFIGS', 'SMALL_TABLE', 'adapt_space', 'parse_space', 'fixed_params', 'suggest', 'warm_start',
-           'PruningCallback', 'FailureGuard', 'search', 'run_tune']
+           'PruningCallback', 'FailureGuard', 'search', 'from_linear', 'run_tune']
 
 # %% ../nbs/05_tune.ipynb #c5a7dc6b
 DEFAULT_SPACE = {
@@ -280,6 +280,13 @@ def _candidates(study, space, spec, p, trial_threads, n_rows) -> tuple[dict, dic
         origin[f"trial {t.number}"] = "seed" if t in seeds else "search"
     return cands, origin
 
+def from_linear(params: dict, # the best candidate's XGBoost parameters
+                n_rows: int,  # training rows
+               ) -> dict:
+    "Parameters for trees boosted from the linear baseline: shallow, regularised, slow (they correct, not replace, it)."
+    return {**params, "max_depth": 2, "min_child_weight": max(params.get("min_child_weight", 1.0), 10.0),
+            "reg_lambda": max(params.get("reg_lambda", 1.0), 10.0), "learning_rate": 0.02 if n_rows < SMALL_TABLE else 0.05}
+
 def _select(run_dir, X, y, spec, splits, study, space, p, trial_threads, n_jobs) -> dict:
     "Cross-validate the candidates on the run's folds; add the best at a lower learning rate; pick the best."
     from mlops_nb.cv import cross_validate, fold_data
@@ -294,9 +301,9 @@ def _select(run_dir, X, y, spec, splits, study, space, p, trial_threads, n_jobs)
         name = f"{best} lr x{p['refit_lr_factor']:g}"
         configs[name] = lowered(*cands[best], p["refit_lr_factor"]); origin[name] = "lower learning rate"
         cv |= cross_validate(X, y, spec, {name: configs[name]}, splits, n_jobs, folds)
-    best = min(cv, key=lambda n: cv[n]["mean"])
-    name = f"{best} from linear"
-    configs[name] = (*configs[best][:3], "linear"); origin[name] = "boosted from the linear baseline"
+    name = "linear + shallow trees"
+    configs[name] = (from_linear(configs[min(cv, key=lambda n: cv[n]["mean"])][0], len(y)), p["max_rounds"] * 4, 100, "linear")
+    origin[name] = "boosted from the linear baseline"
     cv |= cross_validate(X, y, spec, {name: configs[name]}, splits, n_jobs, folds)
     configs["default"] = (tcv["params"], tcv["max_rounds"], tcv["early_stopping_rounds"])
     cv["default"], origin["default"] = tcv["default"], "train stage"
