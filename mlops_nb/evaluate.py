@@ -18,7 +18,7 @@ import pandas as pd
 from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
-from .features import load_xy, transform
+from .features import load_xy
 from .model import BUNDLE_STAGES, ModelBundle, bundle_dir, load_run_bundle, save_bundle
 from .metrics import (LOWER_IS_BETTER, TASK_METRICS, THRESHOLD_STRATEGIES, bootstrap_ci, choose_threshold, compare,
                               compute_metrics)

@@ -5,15 +5,13 @@
 # %% ../nbs/06b_report.ipynb #23284696
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
-from .core import close_figures, pyplot, resolve_path
+from .core import pyplot, resolve_path
 from .features import FeatureSpec
 from .metrics import TASK_METRICS, calibration_table, top_label
 
