@@ -12,7 +12,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from .features import FeatureSpec, dmatrix, xgb_feature_names
-from .metrics import _EPS, _weighted
+from .metrics import EPS, weighted
 
 # %% auto #0
 __all__ = ['MISSING_GROUP', 'FAIRNESS_GATE', 'group_metrics', 'fairness_report', 'shap_values', 'global_importance',
@@ -36,7 +36,7 @@ def group_metrics(task: str, y, pred,
     y, pred = np.asarray(y), np.asarray(pred, np.float64)
     W = np.zeros((len(levels), len(y)))
     W[codes, np.arange(len(y))] = 1.0                 # one row of weights per group: the metrics per group in one call
-    m = _weighted(task, y, pred, threshold)(W)
+    m = weighted(task, y, pred, threshold)(W)
     cnt = W.sum(1)
     t = pd.DataFrame({"count": cnt.astype(int)}, index=pd.Index(levels, name="group"))
     spread = lambda v: float(np.nanmax(v) - np.nanmin(v)) if np.isfinite(v).any() else None
@@ -137,12 +137,12 @@ def row_losses(task: str, y, pred, threshold: float = 0.5) -> pd.DataFrame:
     "Per-row error and loss: classification `error` (wrong at the threshold) and `log_loss`; regression `abs_error`, `sq_error`."
     y, pred = np.asarray(y), np.asarray(pred, np.float64)
     if task == "binary":
-        p = np.clip(pred, _EPS, 1 - _EPS)
+        p = np.clip(pred, EPS, 1 - EPS)
         return pd.DataFrame({"error": ((pred >= threshold).astype(int) != y).astype(float),
                              "log_loss": -(y * np.log(p) + (1 - y) * np.log1p(-p))})
     if task == "multiclass":
         return pd.DataFrame({"error": (pred.argmax(1) != y).astype(float),
-                             "log_loss": -np.log(np.clip(pred[np.arange(len(y)), y.astype(int)], _EPS, 1))})
+                             "log_loss": -np.log(np.clip(pred[np.arange(len(y)), y.astype(int)], EPS, 1))})
     e = pred - y.astype(float)
     return pd.DataFrame({"abs_error": np.abs(e), "sq_error": e ** 2})
 
