@@ -106,10 +106,13 @@ def test_new_layout_files(project):
     train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99},
                                                    {"column": "age", "reason": "near-copy", "evidence": 0.98}],
                                       "accepted": ["age"]})
+    train.write_parquet("baselines_oof.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "linear": 0.9}))
     res = run_evaluate(run_id="n", sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
     m, gate = res.metrics, res.data["gate"]
     # a constant OOF score: the cheapest guarded choice is to predict the majority class, so just above 0.3
     assert 0.3 < m["threshold"] < 0.3 + 1e-9
+    assert 0.9 < m["baseline"]["linear"]["threshold"] < 0.9 + 1e-9            # the baseline's own OOF predictions
+    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # no OOF column: the validation rows
     assert not gate["passed"] and not gate["checks"]["cv_beats_baselines"]["passed"] and not gate["checks"]["leakage"]["passed"]
     reasons = " ".join(gate["reasons"])
     assert "found no XGBoost candidate as good as the best baseline `linear`" in reasons
