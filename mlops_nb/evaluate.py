@@ -8,202 +8,33 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import json
-import math
 import operator
-import re
-import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 
-from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, pyplot, require,
-                           resolve_path, resolve_run, runs_dir, stage, stage_dir)
-from .features import FeatureSpec, dmatrix, load_xy, transform, xgb_feature_names
-from .metrics import (_EPS, THRESHOLD_STRATEGIES, TASK_METRICS, _weighted, bootstrap_ci, calibration_table,
-                              choose_threshold, compare, compute_metrics, top_label)
+from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
+                           require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
+from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
+from .features import load_xy
+from .model import BUNDLE_STAGES, ModelBundle, bundle_dir, load_run_bundle, save_bundle
+from .metrics import (LOWER_IS_BETTER, TASK_METRICS, THRESHOLD_STRATEGIES, bootstrap_ci, choose_threshold, compare,
+                              compute_metrics)
+from .report import (card_context, classification_tables, evaluation_figures, evaluation_metrics, markdown_to_html,
+                             metrics_table, model_card, predictions_frame)
 
 # %% auto #0
-__all__ = ['MISSING_GROUP', 'FAIRNESS_GATE', 'GATE_OPS', 'DEFAULT_GATES', 'group_metrics', 'fairness_report', 'shap_values',
-           'global_importance', 'row_explanations', 'row_losses', 'slice_metrics', 'gate_metrics', 'check_gate_spec',
-           'evaluate_gate', 'plot_roc_pr', 'plot_calibration', 'plot_confusion', 'plot_residuals', 'plot_importance',
-           'plot_shap_summary', 'plot_fairness', 'md_table', 'markdown_to_html', 'model_card', 'resolve_reference',
-           'load_reference', 'run_evaluate']
+__all__ = ['GATE_OPS', 'gate_metrics', 'check_gate_spec', 'evaluate_gate', 'check_baselines', 'check_cv_selection',
+           'check_leakage', 'gate_result', 'load_final', 'resolve_reference', 'load_reference', 'oof_predictions',
+           'validation_rows', 'load_baselines', 'read_optional', 'run_evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #afd5d7b4
-MISSING_GROUP = "(missing)"   # the group of rows whose sensitive value is missing
-
-def _groups(s: pd.Series) -> pd.Series:
-    "A sensitive column as text labels, missing values as their own group."
-    return s.astype(object).where(s.notna(), MISSING_GROUP).astype(str).rename(s.name)
-
-def group_metrics(task: str, y, pred,
-                  groups: pd.Series,       # the sensitive column (raw values), aligned with `y`
-                  threshold: float = 0.5,  # binary decision threshold
-                 ) -> tuple[pd.DataFrame, dict]:
-    "Per-group metrics for one sensitive column and the fairness summary (differences between groups)."
-    g = _groups(pd.Series(groups).reset_index(drop=True))
-    levels, codes = np.unique(g.to_numpy(dtype=str), return_inverse=True)
-    y, pred = np.asarray(y), np.asarray(pred, np.float64)
-    W = np.zeros((len(levels), len(y)))
-    W[codes, np.arange(len(y))] = 1.0                 # one row of weights per group: the metrics per group in one call
-    m = _weighted(task, y, pred, threshold)(W)
-    cnt = W.sum(1)
-    t = pd.DataFrame({"count": cnt.astype(int)}, index=pd.Index(levels, name="group"))
-    spread = lambda v: float(np.nanmax(v) - np.nanmin(v)) if np.isfinite(v).any() else None
-    if task == "binary":
-        from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-        yf, yhat = y.astype(np.float64), (pred >= threshold).astype(np.float64)
-        pos, neg = W @ yf, W @ (1 - yf)
-        t["base_rate"] = pos / cnt
-        t["selection_rate"] = m["positive_rate"]
-        t["tpr"] = np.where(pos > 0, m["recall"], np.nan)
-        t["fpr"] = np.where(neg > 0, (W @ ((1 - yf) * yhat)) / np.maximum(neg, 1), np.nan)
-        t["accuracy"], t["roc_auc"], t["mean_score"] = m["accuracy"], m["roc_auc"], W @ pred / cnt
-        summary = {"demographic_parity_difference": float(demographic_parity_difference(y, yhat.astype(int), sensitive_features=codes)),
-                   "equalized_odds_difference": float(equalized_odds_difference(y, yhat.astype(int), sensitive_features=codes)),
-                   "accuracy_difference": spread(m["accuracy"])}
-    elif task == "multiclass":
-        t["accuracy"], t["f1"], t["log_loss"] = m["accuracy"], m["f1"], m["log_loss"]
-        summary = {"accuracy_difference": spread(m["accuracy"]), "f1_difference": spread(m["f1"])}
-    else:
-        t["mae"], t["rmse"], t["bias"], t["mean_target"] = m["mae"], m["rmse"], m["bias"], W @ y.astype(np.float64) / cnt
-        summary = {"mae_difference": spread(m["mae"]), "rmse_difference": spread(m["rmse"])}
-    t = t.sort_values("count", ascending=False, kind="stable")
-    t.insert(1, "share", t["count"] / len(y))
-    summary.update(groups=int(len(t)), smallest_group=int(t["count"].min()))
-    return t, summary
-
-FAIRNESS_GATE = {"binary": ["demographic_parity_difference", "equalized_odds_difference", "accuracy_difference"],
-                 "multiclass": ["accuracy_difference", "f1_difference"],
-                 "regression": ["mae_difference", "rmse_difference"]}   # fairness summaries a gate can use (max over columns)
-
-def fairness_report(task: str, y, pred,
-                    sensitive: pd.DataFrame, # the sensitive columns, aligned with `y`
-                    threshold: float = 0.5,
-                   ) -> tuple[pd.DataFrame, dict]:
-    "Per-group metrics for every sensitive column (one long table) and the summary per column and worst case."
-    tables, summary = [], {}
-    for c in sensitive.columns:
-        t, s = group_metrics(task, y, pred, sensitive[c], threshold)
-        tables.append(t.reset_index().assign(sensitive=c)); summary[c] = s
-    per_column = list(summary.values())
-    for k in FAIRNESS_GATE[task]:
-        vals = [s[k] for s in per_column if s.get(k) is not None and np.isfinite(s[k])]
-        summary[k] = max(vals) if vals else None
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    if len(table): table = table[["sensitive", "group", *[c for c in table.columns if c not in ("sensitive", "group")]]]
-    return table, summary
-
-# %% ../nbs/06_evaluate.ipynb #a6075abc
-def shap_values(booster,                 # an xgboost Booster
-                X: pd.DataFrame,         # transformed rows (spec order)
-                spec: FeatureSpec,
-                iteration_range: tuple|None = None, # trees to use (as in prediction), e.g. (0, best_iteration + 1)
-               ) -> tuple[np.ndarray, np.ndarray]:
-    "Exact TreeSHAP contributions ((n, f+1) or (n, k, f+1), last column the bias) and the raw margins they sum to."
-    kw = {"iteration_range": tuple(iteration_range)} if iteration_range else {}
-    dm = dmatrix(X, spec)
-    return booster.predict(dm, pred_contribs=True, **kw), booster.predict(dm, output_margin=True, **kw)
-
-def global_importance(booster, spec: FeatureSpec,
-                      contribs: np.ndarray|None = None, # SHAP values from `shap_values` (None: gain only)
-                     ) -> pd.DataFrame:
-    "Per feature: XGBoost gain and total gain (shares) and mean |SHAP|, sorted by mean |SHAP| (else gain)."
-    names = dict(zip(xgb_feature_names(spec), spec.features))
-    gain, total = booster.get_score(importance_type="gain"), booster.get_score(importance_type="total_gain")
-    t = pd.DataFrame({"gain": [gain.get(n, 0.0) for n in names], "total_gain": [total.get(n, 0.0) for n in names]},
-                     index=pd.Index(spec.features, name="feature"))
-    t["gain_share"] = t["total_gain"] / max(t["total_gain"].sum(), 1e-300)
-    if contribs is not None and len(contribs):
-        a = np.abs(np.asarray(contribs[..., :-1], np.float64))
-        t["mean_abs_shap"] = (a.sum(1) if a.ndim == 3 else a).mean(0)
-        t["shap_share"] = t["mean_abs_shap"] / max(t["mean_abs_shap"].sum(), 1e-300)
-    return t.sort_values("mean_abs_shap" if "mean_abs_shap" in t else "total_gain", ascending=False)
-
-def row_explanations(contribs: np.ndarray,    # SHAP values of the rows, (n, f+1) or (n, k, f+1)
-                 raw: pd.DataFrame,       # the rows' raw values (preprocess output), same order
-                 X: pd.DataFrame,         # the rows' transformed values
-                 spec: FeatureSpec,
-                 cls: np.ndarray|None = None, # multiclass: the class whose contributions to show, per row
-                 top: int = 5,            # contributions shown per row; the rest are summed
-                ) -> pd.DataFrame:
-    "The largest contributions of each row with the raw feature values, plus the rest and the bias."
-    out = []
-    for i in range(len(X)):
-        c = contribs[i] if contribs.ndim == 2 else contribs[i, int(cls[i])]
-        order = np.argsort(-np.abs(c[:-1]), kind="stable")
-        row = raw.iloc[i] if len(raw) else None
-        for j in order[:top]:
-            f = spec.features[j]
-            v = row[f] if row is not None and f in raw.columns else X.iloc[i, j]
-            out.append({"row": X.index[i], "feature": f, "value": MISSING_GROUP if pd.isna(v) else str(v), "contribution": float(c[j])})
-        out.append({"row": X.index[i], "feature": f"({len(order) - min(top, len(order))} other features)", "value": None,
-                    "contribution": float(c[order[top:]].sum())})
-        out.append({"row": X.index[i], "feature": "(bias)", "value": None, "contribution": float(c[-1])})
-    return pd.DataFrame(out)
-
-# %% ../nbs/06_evaluate.ipynb #df18d43c
-def row_losses(task: str, y, pred, threshold: float = 0.5) -> pd.DataFrame:
-    "Per-row error and loss: classification `error` (wrong at the threshold) and `log_loss`; regression `abs_error`, `sq_error`."
-    y, pred = np.asarray(y), np.asarray(pred, np.float64)
-    if task == "binary":
-        p = np.clip(pred, _EPS, 1 - _EPS)
-        return pd.DataFrame({"error": ((pred >= threshold).astype(int) != y).astype(float),
-                             "log_loss": -(y * np.log(p) + (1 - y) * np.log1p(-p))})
-    if task == "multiclass":
-        return pd.DataFrame({"error": (pred.argmax(1) != y).astype(float),
-                             "log_loss": -np.log(np.clip(pred[np.arange(len(y)), y.astype(int)], _EPS, 1))})
-    e = pred - y.astype(float)
-    return pd.DataFrame({"abs_error": np.abs(e), "sq_error": e ** 2})
-
-def slice_metrics(raw: pd.DataFrame,       # raw test rows (without the target)
-                  losses: pd.DataFrame,    # per-row losses from `row_losses`, same order
-                  min_slice_size: int = 50, # smallest slice reported
-                  n_quantiles: int = 4,    # bins per numeric column
-                  max_levels: int = 50,    # categorical columns with more levels are skipped
-                 ) -> pd.DataFrame:
-    "Metrics per slice (levels of categorical columns, quantile bins of numeric ones) with at least `min_slice_size` rows, worst first."
-    reg = "abs_error" in losses
-    L = losses.reset_index(drop=True)
-    overall = np.sqrt(L["sq_error"].mean()) if reg else L["error"].mean()
-    rows = []
-    for c in raw.columns:
-        s = raw[c].reset_index(drop=True)
-        if ptypes.is_numeric_dtype(s) and not ptypes.is_bool_dtype(s):
-            if s.nunique() <= n_quantiles: key = s.astype(object).map(lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v))
-            else:
-                bins = pd.qcut(s, n_quantiles, duplicates="drop")
-                key = bins.map(lambda iv: f"[{iv.left:.4g}, {iv.right:.4g}]", na_action="ignore").astype(object)
-            key = key.where(s.notna(), MISSING_GROUP)
-        else:
-            if s.nunique() > max_levels: continue
-            key = _groups(s)
-        g = L.groupby(key.astype(str).to_numpy())
-        agg = g.agg(["mean", "size"])
-        for level, r in agg.iterrows():
-            cnt = int(r.iloc[1])
-            if cnt < min_slice_size: continue
-            if reg:
-                rmse = float(np.sqrt(r[("sq_error", "mean")]))
-                rows.append({"column": c, "slice": level, "count": cnt, "rmse": rmse, "mae": float(r[("abs_error", "mean")]),
-                             "gap": rmse - overall})
-            else:
-                err = float(r[("error", "mean")])
-                rows.append({"column": c, "slice": level, "count": cnt, "error_rate": err,
-                             "log_loss": float(r[("log_loss", "mean")]), "gap": err - overall})
-    t = pd.DataFrame(rows, columns=["column", "slice", "count", *(["rmse", "mae"] if reg else ["error_rate", "log_loss"]), "gap"])
-    return t.sort_values(["rmse" if reg else "error_rate", "count"], ascending=[False, False], kind="stable").reset_index(drop=True)
-
-# %% ../nbs/06_evaluate.ipynb #b895afdc
 GATE_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-DEFAULT_GATES = {"binary": {"roc_auc": [">=", 0.80], "ece": ["<=", 0.05], "baseline_gain": [">", 0.0]},
-                 "multiclass": {"accuracy": [">=", 0.50], "ece": ["<=", 0.10], "baseline_gain": [">", 0.0]},
-                 "regression": {"r2": [">=", 0.50], "baseline_gain": [">", 0.0]}}
 
 def gate_metrics(task: str) -> list:
-    "The names a gate for `task` can check."
+    "The names an absolute gate check for `task` can use."
     return [*TASK_METRICS[task], "baseline_gain", *FAIRNESS_GATE[task]]
 
 def _parse_literal(name: str, value, kind: type):
@@ -222,7 +53,7 @@ def _parse_literal(name: str, value, kind: type):
     return value
 
 def check_gate_spec(gate, task: str|None = None) -> dict:
-    "The gate checks for `task` (defaults when empty), validated; with no task only the form is checked."
+    "The absolute gate checks for `task`, validated; with no task only the form is checked."
     gate = _parse_literal("gate", gate, dict)
     tasks = tuple(TASK_METRICS)
     if gate and all(k in tasks for k in gate):
@@ -230,7 +61,6 @@ def check_gate_spec(gate, task: str|None = None) -> dict:
         if task is None: return gate
         gate = gate.get(task, {})
         if not isinstance(gate, dict): raise ParamError(f"gate for {task} must be a mapping, got {gate!r}")
-    if task is not None and not gate: gate = DEFAULT_GATES[task]
     known = gate_metrics(task) if task else sorted({m for t in tasks for m in gate_metrics(t)})
     out = {}
     for k, v in gate.items():
@@ -245,256 +75,177 @@ def check_gate_spec(gate, task: str|None = None) -> dict:
 def evaluate_gate(gate: dict,    # checks from `check_gate_spec`
                   values: dict,  # metric name -> value (None when not computed)
                  ) -> dict:
-    "Pass or fail of every check and of the whole gate."
+    "Pass or fail of every absolute check (with the reason of a failure) and of them all."
     checks = {}
     for k, (op, thr) in gate.items():
         v = values.get(k)
-        ok = v is not None and np.isfinite(v) and bool(GATE_OPS[op](v, thr))
-        checks[k] = {"op": op, "threshold": thr, "value": None if v is None or not np.isfinite(v) else float(v), "passed": ok}
+        v = None if v is None or not np.isfinite(v) else float(v)
+        ok = v is not None and bool(GATE_OPS[op](v, thr))
+        checks[k] = {"op": op, "threshold": thr, "value": v, "passed": ok,
+                     "reason": None if ok else (f"`{k}` could not be computed, and the gate asks for {k} {op} {thr:g}." if v is None
+                                                else f"`{k}` is {v:.4g}, but the gate asks for {k} {op} {thr:g}.")}
     return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
 
-# %% ../nbs/06_evaluate.ipynb #346fd82a
-def plot_roc_pr(task: str, y, pred, classes: list, threshold: float|None = None) -> tuple:
-    "ROC and precision-recall curves (one-vs-rest per class for multiclass), the chosen threshold marked."
-    from sklearn.metrics import precision_recall_curve, roc_curve
-    plt = pyplot()
-    figs = []
-    curves = [(str(classes[1]) if len(classes) > 1 else "positive", np.asarray(y) == 1, np.asarray(pred))] if task == "binary" else \
-             [(str(c), np.asarray(y) == j, np.asarray(pred)[:, j]) for j, c in enumerate(classes)]
-    for kind in ("roc", "pr"):
-        fig, ax = plt.subplots(figsize=(4.6, 4.2))
-        for name, yt, s in curves:
-            if kind == "roc":
-                fpr, tpr, _ = roc_curve(yt, s); ax.plot(fpr, tpr, label=name)
-            else:
-                pr, rc, _ = precision_recall_curve(yt, s); ax.step(rc, pr, where="post", label=name)
-        if task == "binary" and threshold is not None:
-            yt, s = curves[0][1], curves[0][2]; yh = s >= threshold
-            tpr_t, fpr_t = (yh & yt).sum() / max(yt.sum(), 1), (yh & ~yt).sum() / max((~yt).sum(), 1)
-            prec_t = (yh & yt).sum() / max(yh.sum(), 1)
-            ax.plot(*((fpr_t, tpr_t) if kind == "roc" else (tpr_t, prec_t)), "o", color="k", label=f"threshold {threshold:.3g}")
-        if kind == "roc": ax.plot([0, 1], [0, 1], ":", color="grey"); ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
-        else: ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", ylim=(0, 1.02))
-        ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
-        figs.append(fig)
-    return tuple(figs)
+# %% ../nbs/06_evaluate.ipynb #a9d96a8b
+def _skip(note: str) -> dict: return {"passed": None, "skipped": True, "note": note}
 
-def plot_calibration(table: pd.DataFrame, ece: float, title: str = "Calibration"):
-    "Reliability diagram with the rows per bin underneath."
-    plt = pyplot()
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(4.6, 5), height_ratios=[3, 1], sharex=True)
-    t = table[table["count"] > 0]
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.plot(t["mean_predicted"], t["observed"], "o-")
-    ax.set(ylabel="observed rate", title=f"{title} (ECE {ece:.3f})", xlim=(0, 1), ylim=(0, 1))
-    ax2.bar((table["lower"] + table["upper"]) / 2, table["count"], width=table["upper"] - table["lower"], edgecolor="white")
-    ax2.set(xlabel="predicted probability", ylabel="rows")
-    return fig
+def check_baselines(summary: dict|None,   # `metrics.compare` of the model against the best baseline (None: no baselines)
+                    best: str|None = None, # that baseline's name
+                   ) -> dict:
+    "The model is better than the best baseline on the objective metric, the interval of the difference on its side."
+    if not summary: return _skip("the run has no baselines (train/baselines.json)")
+    obj, ci = summary["objective"], summary[f"{summary['objective']}_diff_ci"]
+    ok = bool(summary["better"])
+    side = "below" if obj in LOWER_IS_BETTER else "above"
+    why = (f"interval of the difference (model − baseline) [{ci[0]:.4g}, {ci[1]:.4g}] is not wholly {side} 0" if ci[0] is not None
+           else f"difference (model − baseline) {summary[f'{obj}_diff']:.4g}, no bootstrap interval (n_bootstrap=0)")
+    return {"passed": ok, "value": summary["gain"], "baseline": best, "objective": obj,
+            "reason": None if ok else f"The model is not better than the best baseline `{best}` on test {obj}: {why}."}
 
-def plot_confusion(cm: pd.DataFrame):
-    "Confusion matrix with counts and row shares."
-    plt = pyplot()
-    k = len(cm)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.4, 1.1 * k + 1.8))
-    share = cm.to_numpy() / np.maximum(cm.to_numpy().sum(1, keepdims=True), 1)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k): ax.text(j, i, f"{cm.iat[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
-                                   color="white" if share[i, j] > 0.6 else "black", fontsize=9)
-    ax.set_xticks(range(k), [str(c) for c in cm.columns], rotation=30, ha="right"); ax.set_yticks(range(k), [str(c) for c in cm.index])
-    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")
-    return fig
+def check_cv_selection(selection: dict|None) -> dict:
+    "Cross-validation found an XGBoost candidate at least as good as the best baseline (tune/selection.json)."
+    if selection is None: return _skip("the run has no cross-validated selection (tune/selection.json)")
+    ok = bool(selection.get("beats_baselines"))
+    best, obj = selection.get("best_baseline"), selection.get("objective", "objective")
+    cands = [c.get("cv_mean") for c in selection.get("candidates", []) if c.get("cv_mean") is not None]
+    detail = ""
+    if cands and best in (selection.get("baselines") or {}):
+        detail = f" (best candidate's CV {obj} {min(cands) if obj in LOWER_IS_BETTER else max(cands):.4g}, baseline's {selection['baselines'][best]:.4g})"
+    return {"passed": ok, "best_baseline": best,
+            "reason": None if ok else f"Cross-validation on the training data found no XGBoost candidate as good as the "
+                                      f"best baseline `{best}`{detail}: on this table the baseline is the better model."}
 
-def plot_residuals(y, yhat):
-    "Predicted against actual, residuals against predicted, and the residual distribution."
-    plt = pyplot()
-    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
-    r = y - yhat
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    lo, hi = min(y.min(), yhat.min()), max(y.max(), yhat.max())
-    axes[0].scatter(yhat, y, s=6, alpha=0.4); axes[0].plot([lo, hi], [lo, hi], ":", color="grey")
-    axes[0].set(xlabel="predicted", ylabel="actual", title="Predicted vs actual")
-    axes[1].scatter(yhat, r, s=6, alpha=0.4); axes[1].axhline(0, ls=":", color="grey")
-    axes[1].set(xlabel="predicted", ylabel="residual (actual - predicted)", title="Residuals")
-    axes[2].hist(r, bins=40); axes[2].set(xlabel="residual", ylabel="rows", title="Residual distribution")
-    fig.tight_layout()
-    return fig
+def check_leakage(leakage: dict|None) -> dict:
+    "No suspected leakage column is used unless accepted (train/leakage.json)."
+    if leakage is None: return _skip("the run has no leakage check (train/leakage.json)")
+    acc = set(leakage.get("accepted") or [])
+    bad = [d for d in leakage.get("suspects") or [] if d.get("column") not in acc]
+    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')})" for d in bad)
+    return {"passed": not bad, "suspects": [d.get("column") for d in bad], "accepted": sorted(acc),
+            "reason": None if not bad else f"Suspected target leakage in {cols}. Drop the column(s) with `drop_columns` in "
+                                           "the preprocess stage, or keep them knowingly with `accept_leakage` in the train stage."}
 
-def plot_importance(imp: pd.DataFrame, top: int = 20):
-    "Bar chart of the mean |SHAP| share and the gain share of the top features."
-    plt = pyplot()
-    t = imp.head(top).iloc[::-1]
-    cols = [c for c in ("shap_share", "gain_share") if c in t]
-    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(t) + 1.2))
-    h = 0.8 / len(cols)
-    for i, c in enumerate(cols):
-        ax.barh(np.arange(len(t)) + (i - (len(cols) - 1) / 2) * h, t[c], height=h,
-                label={"shap_share": "mean |SHAP| (test sample)", "gain_share": "total gain (training)"}[c])
-    ax.set_yticks(range(len(t)), t.index); ax.set(xlabel="share of importance", title="Feature importance"); ax.legend(fontsize=8)
-    return fig
+def gate_result(relative: dict, absolute: dict) -> dict:
+    "The whole gate: every check, passed when no check that ran failed, the reasons of the failures and what was skipped."
+    checks = {**relative, **absolute["checks"]}
+    ran = [c for c in checks.values() if not c.get("skipped")]
+    return {"passed": all(c["passed"] for c in ran), "checks": checks,
+            "reasons": [c["reason"] for c in ran if not c["passed"] and c.get("reason")],
+            "notes": [f"{k}: {c['note']}" for k, c in checks.items() if c.get("skipped")]}
 
-def plot_shap_summary(contribs: np.ndarray, X: pd.DataFrame, spec: FeatureSpec, cls: np.ndarray|None = None, top: int = 15, seed: int = 0):
-    "Beeswarm-style SHAP summary: one dot per row and feature, coloured by the feature's value (its rank)."
-    plt = pyplot()
-    c = contribs[..., :-1] if contribs.ndim == 2 else contribs[np.arange(len(contribs)), cls, :-1]
-    order = np.argsort(-np.abs(c).mean(0))[:top][::-1]
-    rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.4))
-    for yi, j in enumerate(order):
-        v = X.iloc[:, j].rank(pct=True).to_numpy()
-        ax.scatter(c[:, j], yi + rng.uniform(-0.3, 0.3, len(c)), c=v, cmap="coolwarm", s=5, alpha=0.6, vmin=0, vmax=1)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(range(len(order)), [spec.features[j] for j in order])
-    ax.set(xlabel="SHAP value (margin units)" + (" for the predicted class" if contribs.ndim == 3 else ""),
-           title="SHAP summary (colour: feature value rank, low blue to high red)")
-    return fig
+# %% ../nbs/06_evaluate.ipynb #a6075abc
+def _legacy_bundle(path: Path, stage: str|None = None) -> ModelBundle:
+    "A model folder written before bundles (train.save_model) as a bundle; its threshold from its metadata or evaluation."
+    from mlops_nb.train import load_model
+    booster, spec, meta = load_model(path, stage)
+    thr = meta.get("threshold")
+    if thr is None and (path/"evaluate"/"gate.json").is_file(): thr = json.loads((path/"evaluate"/"gate.json").read_text()).get("threshold")
+    return ModelBundle(booster, spec, thr if spec.task == "binary" else None, meta=meta)
 
-def plot_fairness(table: pd.DataFrame, column: str, task: str):
-    "Per-group bars of the fairness metrics of one sensitive column."
-    plt = pyplot()
-    cols = {"binary": ["selection_rate", "tpr", "fpr", "accuracy"], "multiclass": ["accuracy", "f1"],
-            "regression": ["mae", "rmse"]}[task]
-    t = table.set_index("group")[cols]
-    t.index = [f"{g} (n={n:,})" for g, n in zip(t.index, table["count"])]
-    fig, ax = plt.subplots(figsize=(6.5, 0.25 * len(t) * len(cols) + 1.4))
-    t.iloc[::-1].plot.barh(ax=ax, width=0.8)
-    ax.set(title=f"Per-group metrics by {column}", xlabel="", ylabel=column); ax.legend(fontsize=8, loc="best")
-    return fig
+def load_final(run_dir: Path) -> tuple[ModelBundle, str]:
+    "The run's final model (the tune stage's bundle, else the train stage's) and the stage it comes from."
+    for s in ("tune", "train"):
+        if bundle_dir(run_dir, s).is_dir(): return load_run_bundle(run_dir, s), s
+    b = _legacy_bundle(run_dir)
+    return b, b.meta.get("stage") or "train"
 
-# %% ../nbs/06_evaluate.ipynb #c621f5e1
-def _fmt(v, digits: int = 4) -> str:
-    "A value for a Markdown table."
-    if v is None or (isinstance(v, float) and not np.isfinite(v)): return "–"
-    if isinstance(v, (bool, np.bool_)): return "yes" if v else "no"
-    if isinstance(v, (float, np.floating)): return f"{v:.{digits}g}" if abs(v) < 1e3 else f"{v:,.0f}"
-    return str(v)
-
-def md_table(df: pd.DataFrame, index: bool = True, digits: int = 4) -> str:
-    "A data frame as a Markdown table."
-    d = df.reset_index() if index else df
-    head = "| " + " | ".join(map(str, d.columns)) + " |\n|" + "---|" * len(d.columns) + "\n"
-    return head + "".join("| " + " | ".join(_fmt(v, digits).replace("|", "\\|") for v in r) + " |\n" for r in d.itertuples(index=False))
-
-def markdown_to_html(md: str, title: str = "Model card") -> str:
-    "A standalone HTML page of the Markdown text `md`."
-    try:
-        import mistune
-        body = mistune.html(md)
-    except ImportError:
-        import html
-        body = f"<pre>{html.escape(md)}</pre>"
-    css = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
-           "table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}"
-           "th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;padding:0 .2rem}")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{css}</style></head><body>\n{body}</body></html>\n")
-
-def model_card(c: dict) -> str:
-    "The model card as Markdown, from the evaluation context `c` (see `run_evaluate`)."
-    m, task = c["metrics"], c["task"]
-    L = [f"# Model card: {c['title']}", "",
-         f"Run `{c['run_id']}` · evaluated {c['evaluated']} · final model from the **{c['model_stage']}** stage "
-         f"(XGBoost {c['xgboost']}) · gate **{'PASSED' if c['gate']['passed'] else 'FAILED'}**", "",
-         "## Intended use", "", c["intended_use"], "",
-         "## Model", "",
-         f"- Task: {task}; target `{c['target']}`" + (f"; classes {', '.join(map(str, c['classes']))}" if c["classes"] else ""),
-         f"- Features: {c['n_features']} ({c['feature_summary']}), transformed by the run's `feature_spec.json`",
-         f"- Hyperparameters: {', '.join(f'`{k}={_fmt(v)}`' for k, v in c['params'].items()) or '–'}",
-         f"- Boosting rounds used: {_fmt(c['rounds'])}", "",
-         "## Data", "", *[f"- {l}" for l in c["data_lines"]], ""]
-    if task == "binary":
-        L += ["## Decision threshold", "", c["threshold_note"], ""]
-    L += ["## Test metrics", "",
-          f"On {m['rows']:,} holdout test rows; 95% intervals from {c['n_bootstrap']} seeded bootstrap resamples"
-          + (" (threshold held fixed)." if task == "binary" else "."), "",
-          md_table(c["metrics_table"]), ""]
-    if task != "regression": L += ["![ROC](roc.png) ![PR](pr.png)", "", "![Calibration](calibration.png) ![Confusion matrix](confusion_matrix.png)", ""]
-    else: L += ["![Residuals](residuals.png)", ""]
-    if c.get("baseline_table") is not None and len(c["baseline_table"]):
-        L += ["## Comparison with the baselines", "",
-              f"The train stage's baselines (fitted on {c.get('baselines_fitted_on') or 'the training rows'}). Differences are "
-              "model minus baseline on the same test rows, with paired-bootstrap 95% intervals"
-              + ("; McNemar's test compares correctness at each model's threshold (a baseline's chosen like the model's)."
-                 if task != "regression" else "."), "",
-              md_table(c["baseline_table"], index=False), ""]
-    if c.get("reference") is not None:
-        L += ["## Comparison with the reference model", "", c["reference_note"], "", md_table(c["reference_table"], index=False), ""]
-    L += ["## Fairness", ""]
-    if c.get("fairness_table") is not None and len(c["fairness_table"]):
-        L += [f"Sensitive columns: {', '.join(f'`{s}`' for s in c['sensitive'])}. Per-group metrics on the test set"
-              + (f" at threshold {c['threshold']:.3g}." if task == "binary" else "."), "",
-              md_table(c["fairness_summary_table"], index=False), "", md_table(c["fairness_table"], index=False), "",
-              *[f"![Fairness by {s}](fairness_{_safe(s)}.png)" for s in c["sensitive"]], ""]
-    else: L += ["No sensitive columns were given: no fairness assessment was made.", ""]
-    L += ["## Explanations", ""]
-    if c.get("importance") is not None:
-        imp = c["importance"].head(10)
-        L += [c["explain_note"], "", md_table(imp, digits=3), "", "![Importance](importance.png)", ""]
-        if c.get("has_shap"): L += ["![SHAP summary](shap_summary.png)", ""]
-    L += ["## Worst slices", "", f"Slices of the raw test data with at least {c['min_slice_size']} rows, worst first:", "",
-          md_table(c["slices"].head(10), index=False) if len(c["slices"]) else "No slice is large enough.", "",
-          "## Limitations", "", *[f"- {l}" for l in c["limitations"]], "",
-          "## Gate", "", md_table(pd.DataFrame([{"metric": k, **v} for k, v in c["gate"]["checks"].items()]), index=False), ""]
-    return "\n".join(L)
-
-def _safe(name: str) -> str:
-    "A column name as a file-name part."
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
-
-# %% ../nbs/06_evaluate.ipynb #21693b8c
 def _has_model(path: Path) -> bool:
-    "The folder is a run with a train or tune model, or a model folder (model.ubj and feature_spec.json)."
+    "The folder is a bundle, a run with a bundle, or holds a model written before bundles."
+    if (path/"bundle.json").is_file() or any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return True
     return any((p/"model.ubj").is_file() and (p/"feature_spec.json").is_file() for p in (path, path/"tune", path/"train"))
 
 def resolve_reference(compare_to: str) -> Path|None:
-    "The folder of the model named by `compare_to` (a run id, a run folder or a model folder), checked to hold a model."
+    "The folder of the model named by `compare_to` (a run id, a run folder or a bundle folder), checked to hold a model."
     if not compare_to: return None
     cand = runs_dir()/compare_to
-    if "/" not in compare_to and compare_to not in (".", "..") and cand.is_dir(): path = cand
-    else: path = resolve_path(compare_to)
+    path = cand if "/" not in compare_to and compare_to not in (".", "..") and cand.is_dir() else resolve_path(compare_to)
     if not path.is_dir():
         raise ParamError(f"compare_to {compare_to!r} is neither a run id under {runs_dir()} nor a model folder")
     if not _has_model(path):
-        raise ParamError(f"compare_to {compare_to!r}: {path} holds no model (a run with a train or tune model, or a "
-                         "folder with model.ubj and feature_spec.json)")
+        raise ParamError(f"compare_to {compare_to!r}: {path} holds no model (a run with a model bundle, or a bundle folder)")
     return path
 
-def load_reference(path: Path) -> tuple:
-    "Booster, spec and metadata of the model in `path`: through `train.load_model`, or read directly without a manifest."
-    from mlops_nb.train import load_model
-    if (path/"manifest.json").is_file() or not (path/"model.ubj").is_file(): return load_model(path)
-    import xgboost as xgb
-    bst = xgb.Booster()
-    bst.load_model(bytearray((path/"model.ubj").read_bytes()))
-    spec = FeatureSpec.from_json((path/"feature_spec.json").read_text())
-    meta = json.loads((path/"model.json").read_text()) if (path/"model.json").is_file() else {}
-    if meta.get("best_iteration") is not None: bst.set_attr(best_iteration=str(meta["best_iteration"]))
-    return bst, spec, {"task": spec.task, "classes": spec.classes, **meta, "path": str(path)}
+def load_reference(path: Path) -> ModelBundle:
+    "The model in `path`: a bundle folder, a run's bundle (evaluate, else tune, else train), or an older model folder."
+    if (path/"bundle.json").is_file(): return ModelBundle.load(path)
+    if any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return load_run_bundle(path)
+    return _legacy_bundle(path)
 
-def _recorded_threshold(path: Path, meta: dict) -> float|None:
-    "The decision threshold a model folder or run recorded (its metadata, or its evaluation's gate.json)."
-    if meta.get("threshold") is not None: return float(meta["threshold"])
-    g = path/"evaluate"/"gate.json"
-    if g.is_file():
-        t = json.loads(g.read_text()).get("threshold")
-        if t is not None: return float(t)
+# %% ../nbs/06_evaluate.ipynb #3d3d6d91
+def _pred_columns(d: pd.DataFrame, k: int) -> np.ndarray:
+    "The prediction columns of an OOF or validation table: `pred`, or `p_0..p_{k-1}`."
+    return np.asarray(d["pred"] if "pred" in d else d[[f"p_{j}" for j in range(k)]], np.float64)
+
+def oof_predictions(run_dir: Path, k: int = 2) -> tuple|None:
+    "Out-of-fold rows, labels, predictions and their source: the tune stage's, else the train stage's (None: neither)."
+    for s in ("tune", "train"):
+        ad = stage_dir(run_dir, s)
+        if "oof.parquet" in ad.manifest:
+            d = ad.read_parquet("oof.parquet")
+            for c in ("row", "y"):
+                if c not in d: raise DataError(f"{ad.path}/oof.parquet has no column {c!r}")
+            return (d["row"].to_numpy(), d["y"].to_numpy(), _pred_columns(d, k),
+                    f"the {s} stage's out-of-fold predictions of the training rows (each row predicted by a model fitted without it)")
     return None
 
-# %% ../nbs/06_evaluate.ipynb #bfc610b0
-def _check_params(sensitive, threshold_strategy, threshold, cost_fp, cost_fn, n_bootstrap, n_explain, explain_rows,
-                  min_slice_size, calibration_bins):
-    "Validate the parameters that do not depend on the data."
-    if threshold_strategy not in THRESHOLD_STRATEGIES:
-        raise ParamError(f"threshold_strategy {threshold_strategy!r} is not one of {', '.join(THRESHOLD_STRATEGIES)}")
-    if not 0 < threshold < 1: raise ParamError(f"threshold must be between 0 and 1, got {threshold}")
-    if cost_fp <= 0 or cost_fn <= 0: raise ParamError(f"cost_fp and cost_fn must be > 0, got {cost_fp} and {cost_fn}")
-    for name, v, lo in (("n_bootstrap", n_bootstrap, 0), ("n_explain", n_explain, 0), ("explain_rows", explain_rows, 0),
-                        ("min_slice_size", min_slice_size, 1), ("calibration_bins", calibration_bins, 2)):
-        check_int(name, v, lo)
-    if n_bootstrap and n_bootstrap < 50: raise ParamError(f"n_bootstrap must be 0 (no intervals) or at least 50, got {n_bootstrap}")
-    bad = [s for s in sensitive if not isinstance(s, str) or not s]
-    if bad: raise ParamError(f"sensitive must be a list of column names, got {sensitive!r}")
-    if len(set(sensitive)) < len(sensitive): raise ParamError(f"sensitive names a column twice: {sensitive!r}")
+def validation_rows(run_dir: Path, y_train) -> np.ndarray:
+    "Positions in features/train.parquet of the validation split: train/splits.parquet, else re-drawn as train did."
+    ad = stage_dir(run_dir, "train")
+    if "splits.parquet" in ad.manifest:
+        s = ad.read_parquet("splits.parquet")
+        return np.sort(s.loc[s["valid"].astype(bool), "row"].to_numpy())
+    if "context.json" not in ad.manifest: raise DataError(f"no validation split: {ad.path} has neither splits.parquet nor context.json")
+    from mlops_nb.train import carve_valid
+    p = ad.read_json("context.json")["params"]
+    return np.asarray(carve_valid(y_train, "binary", p["valid_size"], p["seed"])[1])
+
+def _threshold_rows(run_dir: Path, bundle: ModelBundle, stage_name: str, Xtr, ytr) -> tuple:
+    "Rows, labels and model predictions to choose the threshold on, and a sentence saying where they come from."
+    oof = oof_predictions(run_dir)
+    if oof is not None: return oof[0], oof[1].astype(int), oof[2], oof[3]
+    ad = stage_dir(run_dir, stage_name)
+    if "valid.parquet" in ad.manifest:
+        v = ad.read_parquet("valid.parquet")
+        if "y" not in v or np.array_equal(v["y"].to_numpy(), ytr[v["row"].to_numpy()]):
+            return (v["row"].to_numpy(), ytr[v["row"].to_numpy()], _pred_columns(v, 2),
+                    f"the {stage_name} stage's validation predictions (validation split of the training data)")
+    refit = " (in-sample: the final model was refit on them, so the threshold may be optimistic)" if bundle.meta.get("refit") else ""
+    vidx = validation_rows(run_dir, ytr)
+    return vidx, ytr[vidx], bundle.predict_features(Xtr.iloc[vidx]), f"the final model's predictions of the validation split{refit}"
+
+# %% ../nbs/06_evaluate.ipynb #df18d43c
+def load_baselines(run_dir: Path) -> tuple[dict, str|None]:
+    "The train stage's baselines (name -> baseline dict) and what they were fitted on; ({}, None) when there are none."
+    ad = stage_dir(run_dir, "train")
+    if "baselines.json" not in ad.manifest: return {}, None
+    doc = ad.read_json("baselines.json")
+    b = doc.get("baselines", doc) if isinstance(doc, dict) else doc
+    if isinstance(b, list): b = {str(d.get("name", f"baseline_{i}")): d for i, d in enumerate(b)}
+    return {k: v for k, v in b.items() if isinstance(v, dict)}, doc.get("fitted_on") if isinstance(doc, dict) else None
+
+def read_optional(run_dir: Path, stage_name: str, name: str) -> dict|pd.DataFrame|None:
+    "A JSON document or Parquet table of an earlier stage, or None when the stage did not write it."
+    ad = stage_dir(run_dir, stage_name)
+    if name not in ad.manifest: return None
+    return ad.read_parquet(name) if name.endswith(".parquet") else ad.read_json(name)
+
+# %% ../nbs/06_evaluate.ipynb #b895afdc
+def _check_params(p: SimpleNamespace) -> SimpleNamespace:
+    "Validate and normalise the parameters that do not depend on the data."
+    if p.sensitive is not None: p.sensitive = _parse_literal("sensitive", p.sensitive, list)
+    p.gate = _parse_literal("gate", p.gate, dict)
+    if p.threshold_strategy not in THRESHOLD_STRATEGIES:
+        raise ParamError(f"threshold_strategy {p.threshold_strategy!r} is not one of {', '.join(THRESHOLD_STRATEGIES)}")
+    if not 0 < p.threshold < 1: raise ParamError(f"threshold must be between 0 and 1, got {p.threshold}")
+    if p.cost_fp <= 0 or p.cost_fn <= 0: raise ParamError(f"cost_fp and cost_fn must be > 0, got {p.cost_fp} and {p.cost_fn}")
+    for name, lo in (("n_bootstrap", 0), ("n_explain", 0), ("explain_rows", 0), ("min_slice_size", 1), ("calibration_bins", 2)):
+        check_int(name, getattr(p, name), lo)
+    if p.n_bootstrap and p.n_bootstrap < 50: raise ParamError(f"n_bootstrap must be 0 (no intervals) or at least 50, got {p.n_bootstrap}")
+    if p.sensitive is not None:
+        if any(not isinstance(s, str) or not s for s in p.sensitive): raise ParamError(f"sensitive must be a list of column names, got {p.sensitive!r}")
+        if len(set(p.sensitive)) < len(p.sensitive): raise ParamError(f"sensitive names a column twice: {p.sensitive!r}")
+    check_gate_spec(p.gate)
+    return p
 
 def _check_sensitive(sensitive: list, test_raw: pd.DataFrame, target: str):
     "Every sensitive column must be a raw column of the test split (not the target)."
@@ -505,82 +256,159 @@ def _check_sensitive(sensitive: list, test_raw: pd.DataFrame, target: str):
                          f"{' (it is the target)' if target in miss else ''}; columns: {', '.join(cols)} "
                          "(pass sensitive=[] to skip the fairness report)")
 
-def _explain_pick(task: str, y, pred, yhat, n: int, seed: int) -> list[tuple[int, str]]:
-    "Test rows worth explaining (most confident errors, closest calls, ...) then random ones: (position, reason)."
-    y, pred = np.asarray(y), np.asarray(pred)
-    cands = []
-    def best(mask, key, reason):
-        if mask.any(): cands.append((int(np.flatnonzero(mask)[np.argmax(key[mask])]), reason))
-    if task == "binary":
-        pos = yhat == 1
-        best(pos & (y == 1), pred, "most confident true positive"); best(pos & (y == 0), pred, "most confident false positive")
-        best(~pos & (y == 1), -pred, "most confident false negative"); best(~pos & (y == 0), -pred, "most confident true negative")
-    elif task == "multiclass":
-        conf = pred.max(1)
-        best(yhat == y, conf, "most confident correct"); best(yhat != y, conf, "most confident error")
-        best(np.ones(len(y), bool), -conf, "least confident")
-    else:
-        r = pred - y
-        best(np.ones(len(y), bool), r, "largest over-prediction"); best(np.ones(len(y), bool), -r, "largest under-prediction")
-        best(np.ones(len(y), bool), -np.abs(r), "most accurate")
-    seen, out = set(), []
-    for i, why in cands:
-        if i not in seen: seen.add(i); out.append((i, why))
-    for i in np.random.default_rng(seed).permutation(len(y)):
-        if len(out) >= n: break
-        if int(i) not in seen: seen.add(int(i)); out.append((int(i), "random"))
-    return out[:n]
-
-def _validation(run_dir: Path, spec: FeatureSpec, task: str, booster, meta: dict) -> tuple:
-    "Validation rows (positions in features/train.parquet), their labels, predictions and features, and where the predictions come from."
-    from mlops_nb.train import carve_valid, predict
-    Xtr, ytr, _ = load_xy(run_dir, "train")
-    st_name = meta.get("stage") or "train"
-    ad = stage_dir(run_dir, st_name)
-    if "valid.parquet" in ad.manifest:
-        v = ad.read_parquet("valid.parquet")
-        vidx = v["row"].to_numpy()
-        pv = v["pred"].to_numpy() if "pred" in v else v[[f"p_{j}" for j in range(len(spec.classes))]].to_numpy()
-        if "y" not in v or np.array_equal(v["y"].to_numpy(), ytr[vidx]):
-            src = (f"the {st_name} stage's out-of-sample predictions of its early-stopped model; the final model was then "
-                   "refit on training plus validation rows" if meta.get("refit") else f"the {st_name} stage's validation predictions")
-            return vidx, ytr[vidx], np.asarray(pv, np.float64), Xtr.iloc[vidx], src
-    p = stage_dir(run_dir, "train").read_json("context.json")["params"]
-    _, vidx = carve_valid(ytr, task, p["valid_size"], p["seed"])
-    vidx = np.asarray(vidx)
-    src = "the final model's predictions" + (", which are in-sample because the final model was refit on training plus "
-                                              "validation rows, so the threshold may be slightly optimistic" if meta.get("refit") else "")
-    return vidx, ytr[vidx], np.asarray(predict(booster, Xtr.iloc[vidx], spec), np.float64), Xtr.iloc[vidx], src
-
-def _require_model(run_dir: Path, wandb_mode: str):
-    "Make sure the run has its final model: the tune stage's (which runs train, features, preprocess when missing)."
+def _load(run_dir: Path, p: SimpleNamespace, wandb_mode: str) -> SimpleNamespace:
+    "The evaluation's inputs, each read once: schema, test split (raw and transformed), the final model and its predictions."
+    prep = require(run_dir, "preprocess", wandb_mode=wandb_mode)
+    schema, test_raw = prep.read_json("schema.json"), prep.read_parquet("test.parquet")
+    task, target, prep_params = schema["task"], schema["target"], prep.read_json("context.json").get("params", {})
+    sensitive = p.sensitive if p.sensitive is not None else list(data_defaults(prep_params.get("data", ""))["sensitive"])
+    _check_sensitive(sensitive, test_raw, target)
+    gate_checks = check_gate_spec(p.gate, task)
     require(run_dir, "tune", wandb_mode=wandb_mode)
+    bundle, model_stage = load_final(run_dir)
+    X, y, _ = load_xy(run_dir, "test")
+    if len(X) != len(test_raw): raise DataError(f"features/test.parquet has {len(X)} rows but preprocess/test.parquet {len(test_raw)}")
+    if not len(X): raise DataError("the test split is empty")
+    return SimpleNamespace(
+        run_dir=run_dir, prep=prep, schema=schema, task=task, target=target, test_raw=test_raw, prep_params=prep_params,
+        sensitive=sensitive, gate_checks=gate_checks, bundle=bundle, model_stage=model_stage, spec=bundle.spec,
+        meta={**bundle.meta, "stage": model_stage, "best_iteration": bundle.best_iteration}, classes=list(bundle.classes),
+        X=X, y=y.astype(int) if task != "regression" else y.astype(np.float64), pred=np.asarray(bundle.predict_features(X), np.float64),
+        seed=p.seed, n_bootstrap=p.n_bootstrap, min_slice_size=p.min_slice_size,
+        evaluated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
-def _load_baselines(run_dir: Path) -> dict:
-    "The train stage's baselines (name -> baseline dict), or none."
-    ad = stage_dir(run_dir, "train")
-    if "baselines.json" not in ad.manifest: return {}
-    b = ad.read_json("baselines.json")
-    if isinstance(b, dict) and isinstance(b.get("baselines"), (dict, list)): b = b["baselines"]
-    if isinstance(b, list): b = {str(d.get("name", f"baseline_{i}")): d for i, d in enumerate(b)}
-    return {k: v for k, v in b.items() if isinstance(v, dict)}
+def _choose_thresholds(ev: SimpleNamespace, p: SimpleNamespace):
+    "The model's binary threshold, chosen on out-of-fold predictions (else validation rows), and those rows."
+    ev.thr, ev.thr_note, ev.thr_rows = None, "", None
+    if ev.task != "binary": return
+    Xtr, ytr, _ = load_xy(ev.run_dir, "train")
+    rows, yv, pv, src = _threshold_rows(ev.run_dir, ev.bundle, ev.model_stage, Xtr, ytr)
+    ev.thr_rows = SimpleNamespace(rows=rows, y=np.asarray(yv).astype(int), Xtr=Xtr, ytr=ytr.astype(int))
+    ev.thr = choose_threshold(yv, pv, p.threshold_strategy, p.threshold, p.cost_fp, p.cost_fn)
+    how = {"f1": "maximises F1", "youden": "maximises Youden's J (TPR − FPR)", "fixed": "was given (fixed)",
+           "cost": f"minimises {p.cost_fp:g}·FP + {p.cost_fn:g}·FN"}[p.threshold_strategy]
+    ev.thr_note = (f"The model predicts **{ev.classes[1]}** when its probability is at least **{ev.thr:.4g}**. The threshold "
+                   f"{how} on {len(yv):,} rows of {src}, not on the test set; it is never right less often than always "
+                   "answering the majority class on those rows.")
 
-def _metrics_table(point: dict, ci: dict, task: str) -> pd.DataFrame:
-    "Test metrics with their intervals, for the model card."
-    rows = [{"metric": k, "value": point[k], "ci_low": (ci.get(k) or [None, None])[0], "ci_high": (ci.get(k) or [None, None])[1]}
-            for k in TASK_METRICS[task]]
-    return pd.DataFrame(rows).set_index("metric")
+def _baseline_threshold(ev, p, name: str, bd: dict, predict_baseline) -> float:
+    "A baseline's threshold: on its own out-of-fold predictions (train/baselines_oof.parquet), else on the validation rows."
+    oof = read_optional(ev.run_dir, "train", "baselines_oof.parquet")
+    if oof is not None and name in oof: yv, pv = oof["y"].to_numpy(), oof[name].to_numpy()
+    else:
+        t = ev.thr_rows
+        v = validation_rows(ev.run_dir, t.ytr)
+        yv, pv = t.ytr[v], predict_baseline(bd, t.Xtr.iloc[v], ev.spec)
+    return choose_threshold(yv, np.asarray(pv, np.float64), p.threshold_strategy, p.threshold, p.cost_fp, p.cost_fn)
 
-# %% ../nbs/06_evaluate.ipynb #6fc7df1c
+def _compare_baselines(ev: SimpleNamespace, p: SimpleNamespace):
+    "Each baseline against the model on the test rows; the best baseline is the one the model gains least over."
+    ev.baselines, ev.baselines_fitted_on = load_baselines(ev.run_dir)
+    try: from mlops_nb.baselines import predict_baseline      # the baselines module, or train where it predates it
+    except ImportError: from mlops_nb.train import predict_baseline
+    summary, tables = {}, []
+    for name, bd in ev.baselines.items():
+        bp = np.asarray(predict_baseline(bd, ev.X, ev.spec), np.float64)
+        bthr = _baseline_threshold(ev, p, name, bd, predict_baseline) if ev.task == "binary" else None
+        summary[name], t = compare(ev.task, ev.y, ev.pred, bp, ev.thr, bthr, p.n_bootstrap, p.seed, p.calibration_bins, "baseline")
+        tables.append(t.reset_index().assign(name=name))
+    ev.base_summary = summary
+    ev.base_table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if tables: ev.base_table = ev.base_table[["name", *[c for c in ev.base_table.columns if c != "name"]]]
+    ev.best_baseline = min(summary, key=lambda k: summary[k]["gain"]) if summary else None
+    ev.baseline_gain = summary[ev.best_baseline]["gain"] if summary else None
+
+def _compare_reference(ev: SimpleNamespace, p: SimpleNamespace, ref_path: Path|None):
+    "The `compare_to` model against this one on the test rows (its threshold: its bundle's, else chosen on the model's rows)."
+    ev.ref_summary, ev.ref_table, ev.ref_note = None, None, ""
+    if ref_path is None: return
+    rb = load_reference(ref_path)
+    if rb.task != ev.task or [str(c) for c in rb.classes] != [str(c) for c in ev.classes]:
+        raise ParamError(f"compare_to {p.compare_to!r} predicts {rb.task} {rb.classes}, this run {ev.task} {ev.classes}")
+    rthr = rb.threshold
+    if ev.task == "binary" and rthr is None:
+        raw_t = ev.prep.read_parquet("train.parquet").iloc[ev.thr_rows.rows]    # the rows the model's threshold was chosen on
+        rthr = choose_threshold(ev.thr_rows.y, rb.predict(raw_t), p.threshold_strategy, p.threshold, p.cost_fp, p.cost_fn)
+    rp = np.asarray(rb.predict(ev.test_raw), np.float64)
+    ev.ref_summary, t = compare(ev.task, ev.y, ev.pred, rp, ev.thr, rthr, p.n_bootstrap, p.seed, p.calibration_bins, "reference")
+    ev.ref_summary["source"], ev.ref_table = str(ref_path), t.reset_index()
+    ev.ref_note = (f"Reference: `{ref_path}` (`compare_to={p.compare_to!r}`), on the same {len(ev.y):,} test rows; differences "
+                   "are this model minus the reference.")
+
+def _analyse(ev: SimpleNamespace, p: SimpleNamespace):
+    "Test metrics with intervals, fairness, worst slices, explanations and the classification tables."
+    thr = 0.5 if ev.thr is None else ev.thr
+    ev.point = compute_metrics(ev.task, ev.y, ev.pred, thr, p.calibration_bins)
+    ev.ci = bootstrap_ci(ev.task, ev.y, ev.pred, thr, p.n_bootstrap, p.seed, n_bins=p.calibration_bins) if p.n_bootstrap else {}
+    ev.fair_table, ev.fair_summary = fairness_report(ev.task, ev.y, ev.pred, ev.test_raw[ev.sensitive].reset_index(drop=True), thr)
+    raw = ev.test_raw.drop(columns=[ev.target])
+    ev.slices = slice_metrics(raw, row_losses(ev.task, ev.y, ev.pred, thr), p.min_slice_size)
+    ev.ex = explain_model(ev.task, ev.bundle.booster, ev.spec, ev.X, raw, ev.y, ev.pred, thr, p.n_explain, p.explain_rows,
+                          p.seed, (0, ev.bundle.best_iteration + 1))
+    ev.tables = {} if ev.task == "regression" else classification_tables(ev.task, ev.y, ev.pred, ev.ex["yhat"], ev.classes, p.calibration_bins)
+
+def _gate(ev: SimpleNamespace):
+    "The relative checks (baselines on test, CV selection, leakage) and the absolute ones."
+    ev.selection = read_optional(ev.run_dir, "tune", "selection.json")
+    ev.leakage = read_optional(ev.run_dir, "train", "leakage.json")
+    ev.fair_values = {k: ev.fair_summary.get(k) for k in FAIRNESS_GATE[ev.task]}
+    rel = {"beats_baselines": check_baselines(ev.base_summary.get(ev.best_baseline), ev.best_baseline),
+           "cv_beats_baselines": check_cv_selection(ev.selection), "leakage": check_leakage(ev.leakage)}
+    ev.gate = gate_result(rel, evaluate_gate(ev.gate_checks, {**ev.point, "baseline_gain": ev.baseline_gain, **ev.fair_values}))
+
+def _gate_doc(ev: SimpleNamespace, m: dict) -> dict:
+    "gate.json: what deploy reads."
+    return {**{k: ev.gate[k] for k in ("passed", "checks", "reasons", "notes")}, "task": ev.task, "run_id": ev.run_dir.name,
+            "model_stage": ev.model_stage, "model": "model", "threshold": ev.thr, "threshold_strategy": m["threshold_strategy"],
+            "classes": ev.classes, "metrics": {k: ev.point[k] for k in TASK_METRICS[ev.task]}, "best_baseline": ev.best_baseline,
+            "baseline_gain": ev.baseline_gain, "fairness": ev.fair_values, "evaluated": ev.evaluated}
+
+def _record_inputs(st, ev: SimpleNamespace):
+    "Record (and verify) the stage's inputs: the splits, the features and the model."
+    st.input_stage(ev.prep, ["test.parquet", "schema.json"], artifact="splits")
+    st.input_stage(stage_dir(ev.run_dir, "features"), ["feature_spec.json", "test.parquet"], artifact="features")
+    if ev.bundle.path is not None: st.input_file(ev.bundle.path/"manifest.json", artifact="model", kind="model")
+    elif ev.meta.get("path") and "model.ubj" in ArtifactDir(ev.meta["path"]).manifest:
+        st.input_stage(ArtifactDir(ev.meta["path"]), ["model.ubj", "model.json"], artifact="model", kind="model")
+
+def _write(ev: SimpleNamespace, p: SimpleNamespace, params: dict, wandb_mode: str) -> tuple:
+    "Write every output into the evaluate stage's folder (atomically committed) and log it."
+    figs, card_md, m = evaluation_figures(ev), model_card(card_context(ev)), evaluation_metrics(ev, p.threshold_strategy)
+    gate_doc, preds = _gate_doc(ev, m), predictions_frame(ev)
+    tables = {"metrics": metrics_table(ev.point, ev.ci, ev.task), "baselines": ev.base_table, "fairness": ev.fair_table,
+              "importance": ev.ex["importance"], "explanations": ev.ex["explanations"], "slices": ev.slices, **ev.tables}
+    if ev.ref_table is not None: tables["reference"] = ev.ref_table
+    tables = {k: t for k, t in tables.items() if len(t)}
+    with stage("evaluate", params, run_dir=ev.run_dir, wandb_mode=wandb_mode) as st:
+        st.metrics_key = "test"
+        _record_inputs(st, ev)
+        save_bundle(st.out, ev.bundle.with_threshold(ev.thr, evaluated={k: gate_doc[k] for k in ("run_id", "evaluated", "passed", "threshold_strategy")}))
+        for name, doc in (("metrics.json", m), ("gate.json", gate_doc)): st.out.write_json(name, doc)
+        st.out.write_parquet("predictions.parquet", preds)
+        for name, t in tables.items():
+            if name != "metrics": st.out.write_text(f"{name}.csv", t.to_csv(index=name in ("importance", "confusion_matrix")))
+        if ev.ex["contribs"] is not None:
+            st.out.write_parquet("shap_values.parquet", shap_frame(ev.ex["contribs"], ev.spec, ev.classes, ev.X.index[ev.ex["sample"]]))
+        for name, f in figs.items(): st.figure(f"{name}.png", f)
+        st.out.write_text("model_card.md", card_md)
+        st.out.write_text("model_card.html", markdown_to_html(card_md, f"Model card: run {ev.run_dir.name}"))
+        for name, t in tables.items(): st.tracker.table(name, t.reset_index() if name in ("metrics", "importance", "confusion_matrix") else t)
+        st.log_output(["gate.json", "metrics.json", "model_card.md", "model_card.html"], artifact="evaluation", kind="evaluation")
+        st.metrics.update(m)
+    close_figures(figs)
+    return st.metrics, figs, tables, {"predictions": preds, "gate": gate_doc, "model_card": card_md, "bundle": ev.bundle,
+                                      "contribs": ev.ex["contribs"]}
+
+# %% ../nbs/06_evaluate.ipynb #a90f400b
 def run_evaluate(run_id: str = "",             # run to work in (empty: the latest run, or a new one)
-                 sensitive: list = ["sex", "race"], # sensitive columns for the fairness report (empty list: skip it)
-                 threshold_strategy: str = "cost", # binary threshold chosen on validation data: cost (fewest weighted errors), f1, youden or fixed
+                 sensitive: list|None = None,  # sensitive columns for the fairness report (None: the data card's; empty list: skip it)
+                 threshold_strategy: str = "cost", # binary threshold chosen on out-of-fold predictions: cost (fewest weighted errors), f1, youden or fixed
                  threshold: float = 0.5,       # the threshold when threshold_strategy is "fixed"
                  cost_fp: float = 1.0,         # cost of a false positive (threshold_strategy "cost")
                  cost_fn: float = 1.0,         # cost of a false negative (threshold_strategy "cost")
                  n_bootstrap: int = 1000,      # bootstrap resamples for the intervals (0: none)
-                 gate: dict = {},              # gate checks {metric: [op, value]}, flat or per task (empty: the task's defaults)
-                 compare_to: str = "",         # model to compare with: a run id or a model folder (empty: none)
+                 gate: dict = {},              # extra absolute gate checks {metric: [op, value]}, flat or per task
+                 compare_to: str = "",         # model to compare with: a run id, a run folder or a bundle folder (empty: none)
                  n_explain: int = 1000,        # test rows sampled for SHAP values (0: gain importance only)
                  explain_rows: int = 5,        # individual test rows explained
                  min_slice_size: int = 50,     # smallest slice in the error analysis
@@ -589,249 +417,14 @@ def run_evaluate(run_id: str = "",             # run to work in (empty: the late
                  wandb_mode: str = "",         # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
                 ) -> StageResult:
     "Evaluate the run's final model on the holdout test set: metrics, intervals, comparisons, fairness, explanations, card, gate."
-    sensitive = _parse_literal("sensitive", sensitive, list)
-    gate = _parse_literal("gate", gate, dict)
-    _check_params(sensitive, threshold_strategy, threshold, cost_fp, cost_fn, n_bootstrap, n_explain, explain_rows,
-                  min_slice_size, calibration_bins)
-    check_gate_spec(gate)
+    p = _check_params(SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("run_id", "wandb_mode")}))
     ref_path = resolve_reference(compare_to)
-    params = dict(sensitive=list(sensitive), threshold_strategy=threshold_strategy, threshold=threshold, cost_fp=cost_fp,
-                  cost_fn=cost_fn, n_bootstrap=n_bootstrap, gate=gate, compare_to=compare_to, n_explain=n_explain,
-                  explain_rows=explain_rows, min_slice_size=min_slice_size, calibration_bins=calibration_bins, seed=seed)
-    run_dir = resolve_run(run_id)
-    prep = require(run_dir, "preprocess", wandb_mode=wandb_mode)
-    schema = prep.read_json("schema.json")
-    task, target = schema["task"], schema["target"]
-    test_raw = prep.read_parquet("test.parquet")
-    _check_sensitive(sensitive, test_raw, target)
-    gate_checks = check_gate_spec(gate, task)
-    _require_model(run_dir, wandb_mode)
-    from mlops_nb.train import load_model, predict, predict_baseline
-    booster, spec, meta = load_model(run_dir)
-    X, y, _ = load_xy(run_dir, "test")
-    if len(X) != len(test_raw): raise DataError(f"features/test.parquet has {len(X)} rows but preprocess/test.parquet {len(test_raw)}")
-    if not len(X): raise DataError("the test split is empty")
-    ref = None
-    if ref_path is not None:
-        rb, rs, rm = load_reference(ref_path)
-        if rs.task != task or [str(c) for c in rs.classes] != [str(c) for c in spec.classes]:
-            raise ParamError(f"compare_to {compare_to!r} predicts {rs.task} {rs.classes}, this run {task} {spec.classes}")
-        ref = (rb, rs, rm)
-    pred = np.asarray(predict(booster, X, spec), np.float64)
-    y = y.astype(int) if task != "regression" else y.astype(np.float64)
-    classes = list(spec.classes)
-
-    # -- threshold on validation data
-    thr, thr_note, val = None, "", None
-    if task == "binary":
-        vidx, yv, pv, Xv, src = _validation(run_dir, spec, task, booster, meta)
-        val = (vidx, yv, Xv)
-        thr = choose_threshold(yv, pv, threshold_strategy, threshold, cost_fp, cost_fn)
-        how = {"f1": "maximises F1", "youden": "maximises Youden's J (TPR − FPR)",
-               "cost": f"minimises {cost_fp:g}·FP + {cost_fn:g}·FN", "fixed": "was given (fixed)"}[threshold_strategy]
-        thr_note = (f"The model predicts **{classes[1]}** when its probability is at least **{thr:.4g}**. The threshold "
-                    + (f"{how}." if threshold_strategy == "fixed" else
-                       f"{how} on the {len(yv):,} rows of the validation split of the training data (the split used for "
-                       f"early stopping), not on the test set, using {src}."))
-    point = compute_metrics(task, y, pred, thr if thr is not None else 0.5, calibration_bins)
-    ci = bootstrap_ci(task, y, pred, thr if thr is not None else 0.5, n_bootstrap, seed, n_bins=calibration_bins) if n_bootstrap else {}
-
-    # -- baselines and the reference model
-    baselines, base_tables, base_summary = _load_baselines(run_dir), [], {}
-    for name, bd in baselines.items():
-        bp = np.asarray(predict_baseline(bd, X, spec), np.float64)
-        bthr = None
-        if task == "binary":
-            bthr = choose_threshold(val[1], np.asarray(predict_baseline(bd, val[2], spec), np.float64), threshold_strategy,
-                                    threshold, cost_fp, cost_fn)
-        s, pb = compare(task, y, pred, bp, thr, bthr, n_bootstrap, seed, calibration_bins, "baseline")
-        base_summary[name] = s
-        base_tables.append(pb.reset_index().assign(name=name))
-    base_table = pd.concat(base_tables, ignore_index=True) if base_tables else pd.DataFrame()
-    if len(base_table): base_table = base_table[["name", *[c for c in base_table.columns if c != "name"]]]
-    baseline_gain = min((s["gain"] for s in base_summary.values()), default=None)
-    ref_summary, ref_table, ref_note = None, None, ""
-    if ref is not None:
-        rb, rs, rm = ref
-        rp = np.asarray(predict(rb, transform(test_raw, rs), rs), np.float64)
-        rthr = None
-        if task == "binary":
-            rthr = _recorded_threshold(ref_path, rm)
-            if rthr is None:
-                raw_tr = prep.read_parquet("train.parquet").iloc[val[0]]
-                rthr = choose_threshold(val[1], np.asarray(predict(rb, transform(raw_tr, rs), rs)), threshold_strategy,
-                                        threshold, cost_fp, cost_fn)
-        ref_summary, ref_table = compare(task, y, pred, rp, thr, rthr, n_bootstrap, seed, calibration_bins, "reference")
-        ref_summary["source"] = str(ref_path)
-        ref_table = ref_table.reset_index()
-        ref_note = (f"Reference: `{ref_path}` (`compare_to={compare_to!r}`), on the same {len(y):,} test rows; differences "
-                    "are this model minus the reference. The model registry does not exist yet: a reference is another "
-                    "run's final model or a model folder.")
-
-    # -- fairness, slices, explanations
-    sens = test_raw[list(sensitive)].reset_index(drop=True)
-    fair_table, fair_summary = fairness_report(task, y, pred, sens, thr if thr is not None else 0.5)
-    losses = row_losses(task, y, pred, thr if thr is not None else 0.5)
-    slices = slice_metrics(test_raw.drop(columns=[target]), losses, min_slice_size)
-    rounds = meta.get("best_iteration")
-    it_range = (0, int(rounds) + 1) if rounds is not None else None
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(X), size=min(n_explain, len(X)), replace=False)) if n_explain else np.array([], int)
-    yhat = (pred >= thr).astype(int) if task == "binary" else pred.argmax(1) if task == "multiclass" else None
-    contribs, shap_err = None, None
-    if len(sample):
-        contribs, margin = shap_values(booster, X.iloc[sample], spec, it_range)
-        shap_err = float(np.abs(contribs.sum(-1) - margin).max())
-        link = (lambda z: 1 / (1 + np.exp(-z))) if task == "binary" else (lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) if task == "multiclass" else (lambda z: z)
-        pred_err = float(np.abs(link(contribs.sum(-1).astype(np.float64)) - pred[sample]).max())
-        if pred_err > 1e-3 * (1 if task != "regression" else max(1.0, float(np.abs(pred).max()))):
-            warnings.warn(f"SHAP values sum to predictions that differ from the model's by up to {pred_err:.3g}: "
-                          "the iteration range used for explanations may not match the one used for prediction")
-    imp = global_importance(booster, spec, contribs)
-    picks = _explain_pick(task, y, pred, yhat, explain_rows, seed) if explain_rows else []
-    expl = pd.DataFrame()
-    if picks:
-        pos = np.array([i for i, _ in picks])
-        c_rows, _ = shap_values(booster, X.iloc[pos], spec, it_range)
-        expl = row_explanations(c_rows, test_raw.drop(columns=[target]).iloc[pos], X.iloc[pos], spec,
-                            cls=yhat[pos] if task == "multiclass" else None)
-        info = pd.DataFrame({"row": X.index[pos], "case": [w for _, w in picks],
-                             "label": [classes[int(v)] if classes else float(v) for v in y[pos]],
-                             "prediction": [float(pred[i]) if pred.ndim == 1 else str(classes[int(pred[i].argmax())]) for i in pos]})
-        expl = info.merge(expl, on="row")
-
-    # -- metrics, gate, figures, card
-    fair_vals = {k: fair_summary.get(k) for k in FAIRNESS_GATE[task]}
-    gate_res = evaluate_gate(gate_checks, {**point, "baseline_gain": baseline_gain, **fair_vals})
-    metrics = {"task": task, "rows": int(len(y)), "model_stage": meta.get("stage"), **point,
-               "threshold": thr, "threshold_strategy": threshold_strategy if task == "binary" else ("argmax" if task == "multiclass" else None),
-               "ci": ci, "n_bootstrap": n_bootstrap, "baseline": base_summary, "baseline_gain": baseline_gain,
-               "fairness": fair_summary, "shap_additivity_error": shap_err, "worst_slice": slices.iloc[0].to_dict() if len(slices) else None,
-               "gate_passed": gate_res["passed"],
-               "gate": {k: v["passed"] for k, v in gate_res["checks"].items()}}
-    if ref_summary is not None: metrics["reference"] = ref_summary
-    figs = {}
-    if task != "regression":
-        figs["roc"], figs["pr"] = plot_roc_pr(task, y, pred, classes, thr)
-        cal = calibration_table(y, pred, calibration_bins) if task == "binary" else calibration_table(*top_label(y, pred), calibration_bins)
-        figs["calibration"] = plot_calibration(cal, point["ece"], "Calibration" if task == "binary" else "Top-label calibration")
-        from sklearn.metrics import confusion_matrix
-        cm = pd.DataFrame(confusion_matrix(y, yhat, labels=range(len(classes))), index=pd.Index(map(str, classes), name="actual"),
-                          columns=pd.Index(map(str, classes), name="predicted"))
-        figs["confusion_matrix"] = plot_confusion(cm)
-    else:
-        figs["residuals"] = plot_residuals(y, pred)
-    figs["importance"] = plot_importance(imp)
-    if contribs is not None: figs["shap_summary"] = plot_shap_summary(contribs, X.iloc[sample], spec, pred[sample].argmax(1) if task == "multiclass" else None, seed=seed)
-    for s in sensitive: figs[f"fairness_{_safe(s)}"] = plot_fairness(fair_table[fair_table["sensitive"] == s], s, task)
-
-    preds = pd.DataFrame({"row": np.arange(len(y)), target: [classes[int(v)] for v in y] if classes else y})
-    if task == "binary": preds["probability"] = pred; preds["decision"] = [classes[int(v)] for v in yhat]
-    elif task == "multiclass":
-        for j, c in enumerate(classes): preds[f"p_{c}"] = pred[:, j]
-        preds["decision"] = [classes[int(v)] for v in yhat]
-    else: preds["prediction"] = pred; preds["residual"] = y - pred
-
-    card = _card_context(run_dir, schema, spec, meta, task, classes, metrics, point, ci, thr, thr_note, n_bootstrap,
-                         base_table, ref_summary, ref_table, ref_note, sensitive, fair_table, fair_summary, imp,
-                         contribs is not None, len(sample), slices, min_slice_size, gate_res, prep)
-    card["baselines_fitted_on"] = stage_dir(run_dir, "train").read_json("baselines.json").get("fitted_on") if baselines else None
-    card_md = model_card(card)
-    gate_doc = {"passed": gate_res["passed"], "checks": gate_res["checks"], "task": task, "run_id": run_dir.name,
-                "model_stage": meta.get("stage"), "threshold": thr, "threshold_strategy": metrics["threshold_strategy"],
-                "classes": classes, "metrics": {k: point[k] for k in TASK_METRICS[task]}, "baseline_gain": baseline_gain,
-                "fairness": fair_vals, "evaluated": card["evaluated"]}
-    with stage("evaluate", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
-        st.metrics_key = "test"
-        st.input_stage(prep, ["test.parquet", "schema.json"], artifact="splits")
-        st.input_stage(stage_dir(run_dir, "features"), ["feature_spec.json", "test.parquet"], artifact="features")
-        if meta.get("path") and "model.ubj" in ArtifactDir(meta["path"]).manifest:
-            st.input_stage(ArtifactDir(meta["path"]), ["model.ubj", "model.json"], artifact="model", kind="model")
-        st.out.write_json("metrics.json", metrics)
-        st.out.write_json("gate.json", gate_doc)
-        st.out.write_parquet("predictions.parquet", preds)
-        tables = {"metrics": card["metrics_table"], "baselines": base_table, "fairness": fair_table, "importance": imp,
-                  "explanations": expl, "slices": slices}
-        if task != "regression":
-            tables["calibration"], tables["confusion_matrix"] = cal, cm
-        if ref_table is not None: tables["reference"] = ref_table
-        for name, t in tables.items():
-            if name != "metrics" and len(t): st.out.write_text(f"{name}.csv", t.to_csv(index=name in ("importance", "confusion_matrix")))
-        if contribs is not None:
-            st.out.write_parquet("shap_values.parquet", _shap_frame(contribs, spec, classes, X.index[sample]))
-        for name, f in figs.items(): st.figure(f"{name}.png", f)
-        st.out.write_text("model_card.md", card_md)
-        st.out.write_text("model_card.html", markdown_to_html(card_md, f"Model card: {card['title']}"))
-        for name, t in tables.items():
-            if len(t): st.tracker.table(name, t.reset_index() if name in ("metrics", "importance", "confusion_matrix") else t)
-        st.log_output(["gate.json", "metrics.json", "model_card.md", "model_card.html"], artifact="evaluation", kind="evaluation")
-        st.metrics.update(metrics)
-    close_figures(figs)
-    return StageResult("evaluate", run_dir, metrics=st.metrics, figures=figs,
-                       tables={k: v for k, v in tables.items() if len(v)},
-                       data={"predictions": preds, "gate": gate_doc, "model_card": card_md, "booster": booster, "spec": spec,
-                             "meta": meta, "contribs": contribs})
-
-def _shap_frame(contribs: np.ndarray, spec: FeatureSpec, classes: list, rows) -> pd.DataFrame:
-    "SHAP values as a frame: one column per feature (and class, for multiclass) plus the bias."
-    cols = [*spec.features, "(bias)"]
-    if contribs.ndim == 2: df = pd.DataFrame(contribs, columns=cols)
-    else: df = pd.DataFrame(contribs.reshape(len(contribs), -1), columns=[f"{c}|{f}" for c in classes for f in cols])
-    df.insert(0, "row", np.asarray(rows)); return df
-
-def _card_context(run_dir, schema, spec, meta, task, classes, metrics, point, ci, thr, thr_note, n_bootstrap, base_table,
-                  ref_summary, ref_table, ref_note, sensitive, fair_table, fair_summary, imp, has_shap, n_sample, slices,
-                  min_slice_size, gate_res, prep) -> dict:
-    "Everything the model card shows."
-    import xgboost as xgb
-    pctx = prep.read_json("context.json").get("params", {})
-    card = {}
-    data_path = resolve_path(pctx.get("data", "")) if pctx.get("data") else None
-    if data_path is not None and (data_path.parent/"datacard.json").is_file():
-        try: card = json.loads((data_path.parent/"datacard.json").read_text())
-        except ValueError: card = {}
-    split = schema.get("split", {})
-    data_lines = [f"Dataset: {card.get('name', data_path.name if data_path else 'unknown')}"
-                  + (f" ({card['source']}, licence {card.get('licence', 'unknown')})" if card.get("source") else ""),
-                  f"Training file `{pctx.get('data', '?')}`" + (f", test file `{pctx['test_data']}`" if pctx.get("test_data") else ""),
-                  f"Split: {split.get('method', '?')}; {split.get('train_rows', '?'):,} training rows (part held out for validation), "
-                  f"{split.get('test_rows', '?'):,} test rows" if isinstance(split.get("train_rows"), int) else f"Split: {split.get('method', '?')}",
-                  "Cleaning: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in schema.get("cleaning", {}).items())]
-    if task == "binary": data_lines.append(f"Positive class `{classes[1]}`; {metrics['rows']:,} test rows, positive rate in test "
-                                            f"{float(np.mean(prep.read_parquet('test.parquet')[schema['target']].astype(str) == str(classes[1]))):.3f}")
-    kinds = pd.Series(spec.feature_types).value_counts()
-    fs = f"{kinds.get('q', 0)} numeric, {kinds.get('c', 0)} categorical; {len(spec.engineered)} engineered, {len(spec.missing_indicators)} missing indicators"
-    small = [] if fair_table is None or not len(fair_table) else \
-        [f"`{r.sensitive}={r.group}` ({r.count} rows)" for r in fair_table.itertuples() if r.count < 200]
-    limitations = [f"Evaluated on one holdout test set of {metrics['rows']:,} rows drawn like the training data; performance "
-                   "on data from another time, place or population is unknown: monitor drift after deployment.",
-                   "Metrics are estimates: the 95% intervals show their sampling uncertainty (they do not cover shift in the data)."]
-    if small: limitations.append(f"Small groups give noisy per-group metrics: {', '.join(small[:8])}.")
-    if card.get("limitations"): limitations.append(str(card["limitations"]))
-    elif data_path is not None and (data_path.parent/"DATACARD.md").is_file():
-        txt = (data_path.parent/"DATACARD.md").read_text()
-        mt = re.search(r"Known limitations:(.*?)(\n\n|$)", txt, re.S)
-        if mt: limitations.append("From the data card: " + " ".join(mt.group(1).split()))
-    if task == "binary": limitations.append("Precision, recall and F1 depend on the decision threshold; a different cost of errors calls for a different threshold.")
-    if sensitive: limitations.append("Fairness metrics are computed for the listed sensitive columns only, on observed labels, "
-                                     "which may themselves carry historical bias.")
-    params = {k: v for k, v in (meta.get("params") or {}).items() if isinstance(v, (int, float, str, bool))}
-    fsum = pd.DataFrame([{"sensitive": s, **{k: v for k, v in fair_summary[s].items()}} for s in sensitive]) if sensitive else None
-    title = f"{card.get('name', 'model')} – predicting `{schema['target']}`"
-    intended = (card.get("intended_use") or
-                f"Predicts `{schema['target']}` ({task}) from the {len(spec.source_columns)} input columns of the training data, "
-                "for analysis and as a demonstration of the mlops_nb workflow. It is not meant for decisions about individual "
-                "people (employment, credit, housing, insurance) without a domain review, a fairness review and monitoring.")
-    return {"title": title, "run_id": run_dir.name, "evaluated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "model_stage": meta.get("stage") or "final", "xgboost": xgb.__version__, "intended_use": intended,
-            "task": task, "target": schema["target"], "classes": classes, "n_features": len(spec.features),
-            "feature_summary": fs, "params": params, "rounds": (meta.get("best_iteration") + 1) if meta.get("best_iteration") is not None else None,
-            "data_lines": data_lines, "threshold": thr, "threshold_note": thr_note, "metrics": metrics,
-            "metrics_table": _metrics_table(point, ci, task), "n_bootstrap": n_bootstrap,
-            "baseline_table": base_table, "reference": ref_summary, "reference_table": ref_table, "reference_note": ref_note,
-            "sensitive": sensitive, "fairness_table": fair_table, "fairness_summary_table": fsum, "importance": imp,
-            "has_shap": has_shap,
-            "explain_note": (f"Importance: share of XGBoost's total gain (training) and of the mean |SHAP| value on {n_sample:,} "
-                             "seeded test rows (exact TreeSHAP from XGBoost, margin units" + (", summed over classes" if task == "multiclass" else "") + ")."
-                             if has_shap else "Importance: share of XGBoost's total gain (training)."),
-            "slices": slices, "min_slice_size": min_slice_size, "limitations": limitations, "gate": gate_res}
+    params = {**vars(p), "sensitive": None if p.sensitive is None else list(p.sensitive)}
+    ev = _load(resolve_run(run_id), p, wandb_mode)
+    _choose_thresholds(ev, p)
+    _analyse(ev, p)
+    _compare_baselines(ev, p)
+    _compare_reference(ev, p, ref_path)
+    _gate(ev)
+    metrics, figs, tables, data = _write(ev, p, params, wandb_mode)
+    return StageResult("evaluate", ev.run_dir, metrics=metrics, figures=figs, tables=tables, data=data)

@@ -14,12 +14,13 @@ import pandas as pd
 from .core import DataError, ParamError
 
 # %% auto #0
-__all__ = ['TASK_METRICS', 'OBJECTIVE', 'LOWER_IS_BETTER', 'THRESHOLD_STRATEGIES', 'compute_metrics', 'objective', 'gain',
-           'objective_score', 'calibration_table', 'expected_calibration_error', 'top_label', 'bootstrap',
-           'percentile_ci', 'bootstrap_ci', 'choose_threshold', 'mcnemar', 'paired_bootstrap', 'correct', 'compare']
+__all__ = ['EPS', 'TASK_METRICS', 'OBJECTIVE', 'LOWER_IS_BETTER', 'THRESHOLD_STRATEGIES', 'weighted', 'compute_metrics',
+           'objective', 'gain', 'objective_score', 'calibration_table', 'expected_calibration_error', 'top_label',
+           'bootstrap', 'percentile_ci', 'bootstrap_ci', 'choose_threshold', 'mcnemar', 'paired_bootstrap', 'correct',
+           'compare']
 
 # %% ../nbs/00a_metrics.ipynb #dd42d7fb
-_EPS = 1e-15
+EPS = 1e-15   # probabilities are clipped to [EPS, 1 - EPS] in log losses
 TASK_METRICS = {"binary": ["roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece", "positive_rate"],
                 "multiclass": ["roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece"],
                 "regression": ["rmse", "mae", "r2", "bias"]}   # the metrics `compute_metrics` returns per task
@@ -65,7 +66,7 @@ def _ece_matrix(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> np.ndarray:
 def _binary_w(W, y, p, threshold=0.5, n_bins=10) -> dict:
     "Binary metrics per row of weights: probabilities `p` of the positive class, labels `y` in {0, 1}."
     y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    n, pc = W.sum(1), np.clip(p, _EPS, 1 - _EPS)
+    n, pc = W.sum(1), np.clip(p, EPS, 1 - EPS)
     yhat = (p >= threshold).astype(np.float64)
     tp, fp, fn = W @ (y * yhat), W @ ((1 - y) * yhat), W @ (y * (1 - yhat))
     auc, ap = _auc_ap(W, y, p)
@@ -92,7 +93,7 @@ def _multiclass_w(W, y, P, n_bins=10) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)
         auc, ap = np.nanmean(np.stack(aucs, 1), 1), np.nanmean(np.stack(aps, 1), 1)
     return {"roc_auc": auc, "pr_auc": ap,
-            "log_loss": -(W @ np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1))) / n,
+            "log_loss": -(W @ np.log(np.clip(P[np.arange(len(y)), y], EPS, 1))) / n,
             "brier": W @ ((P - Y) ** 2).sum(1) / n,
             "accuracy": W @ hit / n, "precision": macro(_div(tp, pp)), "recall": macro(_div(tp, ap_)),
             "f1": macro(_div(2 * tp, pp + ap_)),
@@ -109,8 +110,11 @@ def _regression_w(W, y, yhat) -> dict:
         r2 = np.where(sst > 0, 1 - sse / sst, np.nan)
     return {"rmse": np.sqrt(sse / n), "mae": W @ np.abs(e) / n, "r2": r2, "bias": W @ e / n}
 
-def _weighted(task: str, y, pred, threshold: float = 0.5, n_bins: int = 10):
-    "The task's metrics as a function of a weight matrix `W`."
+def weighted(task: str, y, pred,
+             threshold: float = 0.5, # binary decision threshold
+             n_bins: int = 10,       # calibration bins for the ECE
+            ):
+    "The task's metrics as a function of a weight matrix `W` (b, n): one value per row of weights (resample or group)."
     if task == "binary": return lambda W: _binary_w(W, y, pred, threshold, n_bins)
     if task == "multiclass": return lambda W: _multiclass_w(W, y, pred, n_bins)
     if task == "regression": return lambda W: _regression_w(W, y, pred)
@@ -123,7 +127,7 @@ def compute_metrics(task: str,           # binary, multiclass or regression
                     n_bins: int = 10,    # calibration bins for the ECE
                    ) -> dict:
     "Point estimates of the task's test metrics."
-    out = _weighted(task, y, pred, threshold, n_bins)(np.ones((1, len(y))))
+    out = weighted(task, y, pred, threshold, n_bins)(np.ones((1, len(y))))
     return {k: float(v[0]) for k, v in out.items()}
 
 # %% ../nbs/00a_metrics.ipynb #5317e929
@@ -145,10 +149,10 @@ def objective_score(task: str, y, pred) -> float:
     if objective(task) == "rmse":
         return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(y, np.float64)) ** 2)))
     if task == "binary":
-        y, p = np.asarray(y, np.float64), np.clip(np.asarray(pred, np.float64), _EPS, 1 - _EPS)
+        y, p = np.asarray(y, np.float64), np.clip(np.asarray(pred, np.float64), EPS, 1 - EPS)
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
     y, P = np.asarray(y, int), np.asarray(pred, np.float64)
-    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1))))
+    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], EPS, 1))))
 
 # %% ../nbs/00a_metrics.ipynb #2e02e9f9
 def calibration_table(y,              # outcomes in {0, 1} (for multiclass: whether the top class was right)
@@ -206,7 +210,7 @@ def bootstrap_ci(task: str, y, pred,
                  n_bins: int = 10,        # calibration bins for the ECE
                 ) -> dict:
     "Bootstrap percentile intervals of every test metric."
-    return percentile_ci(bootstrap(_weighted(task, y, pred, threshold, n_bins), len(y), n_bootstrap, seed), level)
+    return percentile_ci(bootstrap(weighted(task, y, pred, threshold, n_bins), len(y), n_bootstrap, seed), level)
 
 # %% ../nbs/00a_metrics.ipynb #60d4042e
 THRESHOLD_STRATEGIES = ("f1", "youden", "cost", "fixed")
@@ -270,7 +274,7 @@ def paired_bootstrap(task: str, y,
                      n_bins: int = 10,         # calibration bins for the ECE
                     ) -> pd.DataFrame:
     "Per metric: A, B, the difference A - B with its paired-bootstrap interval, and the share of resamples where A is better."
-    fa, fb = _weighted(task, y, pred_a, threshold_a, n_bins), _weighted(task, y, pred_b, threshold_b, n_bins)
+    fa, fb = weighted(task, y, pred_a, threshold_a, n_bins), weighted(task, y, pred_b, threshold_b, n_bins)
     def diff(W):
         ma, mb = fa(W), fb(W)
         return {k: ma[k] - mb[k] for k in ma}

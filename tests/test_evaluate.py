@@ -1,15 +1,20 @@
 """Evaluate stage: test metrics, intervals, comparisons, fairness, explanations, model card and gate on small runs."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from sample_data import adult_run, make_table, table_run
-from mlops_nb.core import ParamError, read_summary, runs_dir, stage_dir
+from mlops_nb.core import ArtifactDir, ParamError, read_summary, runs_dir, stage_dir
 from mlops_nb.evaluate import run_evaluate
+from mlops_nb.features import load_xy
+from mlops_nb.model import ModelBundle, load_run_bundle
 from mlops_nb.preprocess import run_preprocess
 from mlops_nb.train import run_train
 from mlops_nb.tune import run_tune
 
 SMALL = dict(n_bootstrap=200, n_explain=200, explain_rows=3, min_slice_size=20)
+RELATIVE = {"beats_baselines", "cv_beats_baselines", "leakage"}
 
 
 def _model(run_id: str):
@@ -39,33 +44,84 @@ def test_binary_adult_sample(project):
     assert 0 <= m["ci"]["ece"][0] <= m["ci"]["ece"][1]   # binned ECE: a percentile CI need not cover the estimate
     assert 0 < m["threshold"] < 1 and m["threshold_strategy"] == "cost" and m["roc_auc"] > 0.8
     assert set(m["baseline"]) == {"constant", "linear"} and 0 <= m["baseline"]["linear"]["mcnemar_p"] <= 1
-    assert m["baseline"]["constant"]["roc_auc"] == 0.5 and m["baseline_gain"] is not None
+    const = m["baseline"]["constant"]
+    assert const["objective"] == "log_loss" and const["gain"] > 0 and const["log_loss_diff_ci"][1] < 0 and const["better"]
+    assert m["best_baseline"] == "linear" and m["baseline_gain"] == m["baseline"]["linear"]["gain"]
+    assert m["sensitive"] == ["sex", "race"]                     # from the Adult data card (sensitive=None)
     assert set(m["fairness"]) >= {"sex", "race", "demographic_parity_difference", "equalized_odds_difference"}
     assert m["fairness"]["sex"]["groups"] == 2
     assert m["shap_additivity_error"] < 1e-3
     out = stage_dir(run, "evaluate")
     out.verify()
     gate = out.read_json("gate.json")
-    assert gate["passed"] == m["gate_passed"] and set(gate["checks"]) == {"roc_auc", "ece", "baseline_gain"}
+    assert gate["passed"] == m["gate_passed"] and set(gate["checks"]) == RELATIVE   # no absolute defaults
+    assert gate["checks"]["cv_beats_baselines"]["skipped"] and gate["checks"]["leakage"]["skipped"]   # today's train/tune
+    assert any("tune/selection.json" in n for n in gate["notes"]) and any("train/leakage.json" in n for n in gate["notes"])
+    assert gate["checks"]["beats_baselines"]["passed"] is m["baseline"]["linear"]["better"]
+    assert gate["reasons"] == ([] if gate["passed"] else [gate["checks"]["beats_baselines"]["reason"]])
     assert gate["threshold"] == m["threshold"]
+    # the evaluated bundle: the final model with its threshold, in evaluate's folder; tune's folder untouched
+    assert "model/manifest.json" in out.manifest
+    b = load_run_bundle(run, "evaluate")
+    assert b.threshold == m["threshold"] and b.meta["evaluated"]["run_id"] == "a"
+    assert load_run_bundle(run).threshold == m["threshold"]     # evaluate's bundle comes first
+    X, _, _ = load_xy(run, "test")
+    assert np.allclose(b.predict_features(X), res.data["bundle"].predict_features(X))
+    assert not (run/"tune"/"model").exists() or load_run_bundle(run, "tune").threshold is None
     for f in ("roc.png", "pr.png", "calibration.png", "confusion_matrix.png", "importance.png", "shap_summary.png",
               "fairness_sex.png", "fairness_race.png", "model_card.md", "model_card.html", "predictions.parquet",
               "slices.csv", "fairness.csv", "explanations.csv", "shap_values.parquet"):
         assert f in out.manifest, f
     card = out.read_text("model_card.md")
-    assert f"{m['threshold']:.4g}" in card and "## Fairness" in card and "## Limitations" in card
+    for s in (f"{m['threshold']:.4g}", "## Fairness", "## Limitations", "## Model selection", "## Leakage", "## Gate",
+              "no leakage check", "validation split"):
+        assert s in card, s
     assert "<table>" in out.read_text("model_card.html")
     preds = out.read_parquet("predictions.parquet")
     assert len(preds) == 1000 and set(preds["decision"]) <= {"<=50K", ">50K"}
     assert set(res.figures) >= {"roc", "calibration", "shap_summary"} and "slices" in res.tables
     assert list(res.tables["baselines"].columns[:5]) == ["name", "metric", "model", "baseline", "diff"]
     assert out.read_json("context.json")["wandb_mode"] == "offline"
-    # comparing the run with itself: no difference, McNemar p = 1
-    res2 = run_evaluate(run_id="a", compare_to="a", sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0,
-                        wandb_mode="disabled")
-    ref = res2.metrics["reference"]
-    assert ref["roc_auc_diff"] == 0 and ref["mcnemar_p"] == 1.0 and ref["threshold"] == m["threshold"]
+    # comparing the run with itself (its evaluated bundle, then the bundle folder): no difference, McNemar p = 1
+    for ref_name in ("a", str(run/"evaluate"/"model")):
+        res2 = run_evaluate(run_id="a", compare_to=ref_name, sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0,
+                            wandb_mode="disabled")
+        ref = res2.metrics["reference"]
+        assert ref["log_loss_diff"] == 0 and ref["mcnemar_p"] == 1.0 and ref["threshold"] == m["threshold"]
+        assert not ref["better"] and ref["log_loss_diff_ci"] == [None, None]
     assert res2.metrics["fairness"]["demographic_parity_difference"] is None and res2.metrics["ci"] == {}
+
+
+def test_new_layout_files(project):
+    """The readers of the new train/tune files: OOF predictions for the threshold, CV selection and leakage in the gate."""
+    adult_run("n")
+    _model("n")
+    run = runs_dir()/"n"
+    _, ytr, _ = load_xy(run, "train")
+    tune, train = ArtifactDir(run/"tune"), ArtifactDir(run/"train")
+    tune.write_parquet("oof.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "pred": 0.3}))
+    tune.write_json("selection.json", {"objective": "log_loss", "best_baseline": "linear", "beats_baselines": False,
+                                       "candidates": [{"name": "default", "cv_mean": 0.41, "cv_std": 0.01, "selected": True}],
+                                       "baselines": {"constant": 0.55, "linear": 0.40}})
+    train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99},
+                                                   {"column": "age", "reason": "near-copy", "evidence": 0.98}],
+                                      "accepted": ["age"]})
+    train.write_parquet("baselines_oof.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "linear": 0.9}))
+    res = run_evaluate(run_id="n", sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
+    m, gate = res.metrics, res.data["gate"]
+    # a constant OOF score: the cheapest guarded choice is to predict the majority class, so just above 0.3
+    assert 0.3 < m["threshold"] < 0.3 + 1e-9
+    assert 0.9 < m["baseline"]["linear"]["threshold"] < 0.9 + 1e-9            # the baseline's own OOF predictions
+    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # no OOF column: the validation rows
+    assert not gate["passed"] and not gate["checks"]["cv_beats_baselines"]["passed"] and not gate["checks"]["leakage"]["passed"]
+    reasons = " ".join(gate["reasons"])
+    assert "found no XGBoost candidate as good as the best baseline `linear`" in reasons
+    assert "`relationship` (one-column model)" in reasons and "`age`" not in reasons
+    assert "`drop_columns`" in reasons and "`accept_leakage`" in reasons
+    card = res.data["model_card"]
+    assert "out-of-fold" in card and "**does not beat**" in card and "| relationship | one-column model" in card
+    assert "| age | near-copy | 0.98 | yes |" in card
+    assert load_run_bundle(run, "evaluate").threshold == m["threshold"]
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "regression"])
@@ -76,22 +132,25 @@ def test_multiclass_and_regression(project, kind):
     m = read_summary(runs_dir()/rid)["metrics"]["test"]
     out = stage_dir(runs_dir()/rid, "evaluate")
     assert set(m["fairness"]["group"]) >= {"groups", "smallest_group"} and m["fairness"]["group"]["groups"] == 2
+    assert set(m["gate"]) == RELATIVE | set(gate[kind])
+    assert ModelBundle.load(out.path/"model").threshold is None
     if kind == "multiclass":
         assert m["threshold"] is None and m["threshold_strategy"] == "argmax"
         for k in ("roc_auc", "log_loss", "accuracy", "f1"):
             lo, hi = m["ci"][k]
             assert lo <= m[k] <= hi, k
         assert "confusion_matrix.png" in out.manifest and m["baseline"]["linear"]["mcnemar_p"] <= 1
-        assert m["gate_passed"] is True
+        assert m["gate"]["accuracy"] is True and m["baseline"]["linear"]["objective"] == "log_loss"
         assert res.data["contribs"].ndim == 3
     else:
         for k in ("rmse", "mae", "r2"):
             lo, hi = m["ci"][k]
             assert lo <= m[k] <= hi, k
         assert "residuals.png" in out.manifest and "roc.png" not in out.manifest
-        assert m["gate_passed"] is False and m["gate"] == {"r2": False}           # a failing gate does not fail the stage
-        assert out.read_json("gate.json")["checks"]["r2"]["value"] == m["r2"]
-        assert "mae_difference" in m["fairness"]
+        assert m["gate_passed"] is False and m["gate"]["r2"] is False            # a failing gate does not fail the stage
+        g = out.read_json("gate.json")
+        assert g["checks"]["r2"]["value"] == m["r2"] and f"`r2` is {m['r2']:.4g}, but the gate asks for r2 >= 0.999." in g["reasons"]
+        assert m["baseline"]["constant"]["objective"] == "rmse" and "mae_difference" in m["fairness"]
     assert m["shap_additivity_error"] < 1e-3
 
 
@@ -101,14 +160,14 @@ def test_bad_parameters_write_nothing(project):
     run_preprocess(run_id="b", data=str(p), target="target", test_data="", wandb_mode="disabled")
     run = runs_dir()/"b"
     with pytest.raises(ParamError, match=r"sensitive columns 'sex', 'race' not in the data; columns: x0, x1, .*group"):
-        run_evaluate(run_id="b", wandb_mode="disabled")           # Adult's default on another table
+        run_evaluate(run_id="b", sensitive=["sex", "race"], wandb_mode="disabled")
     with pytest.raises(ParamError, match="gate metric 'auc' is not a known metric"):
-        run_evaluate(run_id="b", sensitive=[], gate={"auc": [">=", 0.9]}, wandb_mode="disabled")
+        run_evaluate(run_id="b", gate={"auc": [">=", 0.9]}, wandb_mode="disabled")
     with pytest.raises(ParamError, match="gate metric 'rmse' is not a binary metric"):
-        run_evaluate(run_id="b", sensitive=[], gate={"rmse": ["<=", 1.0]}, wandb_mode="disabled")
+        run_evaluate(run_id="b", gate={"rmse": ["<=", 1.0]}, wandb_mode="disabled")
     with pytest.raises(ParamError, match="threshold_strategy 'best'"):
-        run_evaluate(run_id="b", sensitive=[], threshold_strategy="best", wandb_mode="disabled")
+        run_evaluate(run_id="b", threshold_strategy="best", wandb_mode="disabled")
     with pytest.raises(ParamError, match="compare_to 'nope'"):
-        run_evaluate(run_id="b", sensitive=[], compare_to="nope", wandb_mode="disabled")
+        run_evaluate(run_id="b", compare_to="nope", wandb_mode="disabled")
     assert not (run/"train").exists() and not (run/"evaluate").exists()   # checked before any later stage ran
     assert "test" not in read_summary(run)["metrics"]
