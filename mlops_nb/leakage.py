@@ -60,7 +60,9 @@ def sample_rows(n: int,       # number of rows
     if n <= max_rows: return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
-def source_columns(spec: FeatureSpec, feature: str) -> list:
+def source_columns(spec: FeatureSpec, # the feature spec
+                   feature: str,      # one of its features
+                  ) -> list:
     "The raw columns a feature is made from (what `drop_columns` would drop)."
     if feature in spec.numeric or feature in spec.categorical: return [feature]
     if feature.endswith("__missing") and feature[:-9] in spec.missing_indicators: return [feature[:-9]]
@@ -102,7 +104,11 @@ def bin_codes(x: np.ndarray,     # one feature column (NaN = missing)
         codes[miss] = 0
     return codes.ravel().astype(np.int64)
 
-def bin_bound(task: str, codes: np.ndarray, y: np.ndarray, n_classes: int = 0) -> float:
+def bin_bound(task: str,         # binary, multiclass or regression
+              codes: np.ndarray,  # integer bin (or value code) of each row
+              y: np.ndarray,      # encoded target
+              n_classes: int = 0, # multiclass: number of classes
+             ) -> float:
     "The best score of any function of the bins on these rows (per-bin positive rate, class or mean, in-sample)."
     _, b = np.unique(codes, return_inverse=True)
     nb, cnt = b.max() + 1, np.bincount(b)
@@ -159,8 +165,16 @@ def _passes(task: str, score: float, majority: float, t: dict) -> bool:
     if not np.isfinite(score) or score < t["score"]: return False
     return task != "multiclass" or _skill(score, majority) >= t["skill"]
 
-def single_column_check(X, y, spec, fold_ids, folds, t: dict, nthread: int = 1, seed: int = 0) -> tuple[dict, dict]:
-    "Columns a one-column model predicts the target from almost perfectly: (flagged evidence, per column its bound and CV score)."
+def single_column_check(X: np.ndarray,        # n × p float32 features in spec order
+                        y: np.ndarray,        # encoded target
+                        spec: FeatureSpec,    # the feature spec
+                        fold_ids: np.ndarray, # CV fold of each row
+                        folds: list,          # the folds held out in turn
+                        t: dict,              # the thresholds (`THRESHOLDS`)
+                        nthread: int = 1,     # XGBoost threads (one column: one thread is fastest)
+                        seed: int = 0,        # XGBoost seed
+                       ) -> tuple[dict, dict]:
+    "Columns a one-column model predicts the target from almost perfectly; and per column its bound and CV score."
     task, k = spec.task, len(spec.classes)
     flagged, scores = {}, {}
     for j, f in enumerate(spec.features):
@@ -203,7 +217,9 @@ def target_mapping(values,           # one column's values (any dtype; missing v
     if purity < t["purity"] or _skill(purity, maj) < t["skill"]: return None
     return {**ev, "purity": round(purity, 4), "majority_rate": round(maj, 4)}
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
+def spearman(x: np.ndarray, # one vector (NaN = missing)
+             y: np.ndarray, # another, as long
+            ) -> float:
     "Spearman's ρ of two vectors (NaN pairs dropped; 0 when one of them is constant)."
     m = ~(np.isnan(x) | np.isnan(y))
     if m.sum() < 3: return float("nan")
@@ -212,7 +228,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
     return float((rx * ry).sum() / den) if den > 0 else 0.0
 
-def mapping_check(X, y, spec, t: dict, raw: pd.DataFrame|None = None, min_rows: int = 10) -> dict:
+def mapping_check(X: np.ndarray,     # n × p float32 features in spec order
+                  y: np.ndarray,     # encoded target
+                  spec: FeatureSpec, # the feature spec
+                  t: dict,           # the thresholds (`THRESHOLDS`)
+                  raw: pd.DataFrame|None = None, # the raw rows of `X`, for the raw text of categorical columns
+                  min_rows: int = 10, # a value must be seen this often to count
+                 ) -> dict:
     "Columns that are (near-)functions of the target: value -> target mapping, |Spearman ρ| (regression), raw text."
     flagged = {}
     for j, f in enumerate(spec.features):
@@ -225,8 +247,16 @@ def mapping_check(X, y, spec, t: dict, raw: pd.DataFrame|None = None, min_rows: 
         if ev := target_mapping(s, y, spec.task, t, min_rows): flagged[c] = {**ev, "on": "raw text"}
     return flagged
 
-def gain_check(X, y, spec, fold_ids, folds, t: dict, nthread: int = 2, seed: int = 0) -> tuple[dict, dict]:
-    "The all-column model's CV score and gain shares; flags a column with most of the gain of a near-perfect model that is not near-perfect without it."
+def gain_check(X: np.ndarray,        # n × p float32 features in spec order
+               y: np.ndarray,        # encoded target
+               spec: FeatureSpec,    # the feature spec
+               fold_ids: np.ndarray, # CV fold of each row
+               folds: list,          # the folds held out in turn
+               t: dict,              # the thresholds (`THRESHOLDS`)
+               nthread: int = 2,     # XGBoost threads
+               seed: int = 0,        # XGBoost seed
+              ) -> tuple[dict, dict]:
+    "Columns with most of the gain of a near-perfect model that is not near-perfect without them; and that model's scores."
     kw = dict(fold_ids=fold_ids, folds=folds, rounds=30, depth=4, nthread=nthread, seed=seed)
     p, yy, g = cv_predict(X, y, spec.feature_types, spec, **kw)
     s = cv_score(spec.task, yy, p)
