@@ -39,8 +39,8 @@ def check_inputs(X,                 # transformed features: frame with the spec'
         if miss: raise DataError(f"X lacks feature columns of the spec: {', '.join(miss[:5])}")
         X = X[spec.features].to_numpy(np.float32)
     X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] != len(spec.features):
-        raise DataError(f"X must have the spec's {len(spec.features)} feature columns, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] != len(spec.features) or not spec.features:
+        raise DataError(f"X must have the spec's {len(spec.features)} feature columns (at least one), got shape {X.shape}")
     y, f = np.asarray(y), np.asarray(fold_ids)
     if len(y) != len(X): raise DataError(f"y has {len(y)} values but X has {len(X)} rows")
     if spec.task != "regression" and (y.dtype.kind not in "iuf" or ((y < 0) | (y >= len(spec.classes)) | (y % 1 != 0)).any()):
