@@ -39,8 +39,8 @@ def check_inputs(X,                 # transformed features: frame with the spec'
         if miss: raise DataError(f"X lacks feature columns of the spec: {', '.join(miss[:5])}")
         X = X[spec.features].to_numpy(np.float32)
     X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] != len(spec.features):
-        raise DataError(f"X must have the spec's {len(spec.features)} feature columns, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] != len(spec.features) or not spec.features:
+        raise DataError(f"X must have the spec's {len(spec.features)} feature columns (at least one), got shape {X.shape}")
     y, f = np.asarray(y), np.asarray(fold_ids)
     if len(y) != len(X): raise DataError(f"y has {len(y)} values but X has {len(X)} rows")
     if spec.task != "regression" and (y.dtype.kind not in "iuf" or ((y < 0) | (y >= len(spec.classes)) | (y % 1 != 0)).any()):
@@ -60,7 +60,9 @@ def sample_rows(n: int,       # number of rows
     if n <= max_rows: return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
-def source_columns(spec: FeatureSpec, feature: str) -> list:
+def source_columns(spec: FeatureSpec, # the feature spec
+                   feature: str,      # one of its features
+                  ) -> list:
     "The raw columns a feature is made from (what `drop_columns` would drop)."
     if feature in spec.numeric or feature in spec.categorical: return [feature]
     if feature.endswith("__missing") and feature[:-9] in spec.missing_indicators: return [feature[:-9]]
@@ -85,19 +87,28 @@ def cv_score(task: str, # binary, multiclass or regression
 
 def bin_codes(x: np.ndarray,     # one feature column (NaN = missing)
               categorical: bool, # category codes (kept as they are) rather than numbers
-              max_bins: int = 256, # numeric columns: at most this many quantile bins
+              max_bins: int = 256, # numeric columns: at most this many quantile bins (plus one per frequent value)
              ) -> np.ndarray:
-    "Integer bin of each row: quantile bins (numeric) or the code (categorical); missing values get a bin of their own."
+    "Integer bin of each row, in the order of the values: quantile bins (numeric) or the code (categorical); missing = bin 0."
     x = np.asarray(x, dtype=np.float64)
     miss = np.isnan(x)
     if categorical: _, codes = np.unique(np.where(miss, -1, x), return_inverse=True)
     else:
-        edges = np.unique(np.quantile(x[~miss], np.linspace(0, 1, max_bins + 1)[1:-1])) if (~miss).any() else np.array([])
+        v = x[~miss]
+        u, cnt = np.unique(v, return_counts=True)
+        if len(u) <= max_bins: edges = u                      # few values: one bin each
+        else:                                                 # quantile bins; a frequent value gets a bin of its own
+            heavy = u[cnt > len(v) / max_bins]
+            edges = np.unique(np.r_[np.quantile(v, np.linspace(0, 1, max_bins + 1)[1:-1]), heavy, np.nextafter(heavy, np.inf)])
         codes = np.searchsorted(edges, np.where(miss, 0, x), side="right") + 1
         codes[miss] = 0
     return codes.ravel().astype(np.int64)
 
-def bin_bound(task: str, codes: np.ndarray, y: np.ndarray, n_classes: int = 0) -> float:
+def bin_bound(task: str,         # binary, multiclass or regression
+              codes: np.ndarray,  # integer bin (or value code) of each row
+              y: np.ndarray,      # encoded target
+              n_classes: int = 0, # multiclass: number of classes
+             ) -> float:
     "The best score of any function of the bins on these rows (per-bin positive rate, class or mean, in-sample)."
     _, b = np.unique(codes, return_inverse=True)
     nb, cnt = b.max() + 1, np.bincount(b)
@@ -113,9 +124,10 @@ def xgb_check_params(spec: FeatureSpec, # the feature spec (task, classes)
                      depth: int = 3,    # tree depth
                      nthread: int = 2,  # XGBoost threads
                      seed: int = 0,     # XGBoost seed
+                     max_bin: int = 64, # histogram bins per feature
                     ) -> dict:
     "Small, fast histogram-XGBoost parameters for a leakage check."
-    p = dict(objective=_OBJ[spec.task], tree_method="hist", max_depth=depth, learning_rate=0.3, max_bin=64,
+    p = dict(objective=_OBJ[spec.task], tree_method="hist", max_depth=depth, learning_rate=0.3, max_bin=max_bin,
              min_child_weight=1.0, nthread=nthread, seed=seed, verbosity=0)
     if spec.task == "multiclass": p["num_class"] = len(spec.classes)
     return p
@@ -130,10 +142,11 @@ def cv_predict(X: np.ndarray,        # n × p float32 features (category codes f
                depth: int = 3,       # tree depth
                nthread: int = 2,     # XGBoost threads
                seed: int = 0,        # XGBoost seed
+               max_bin: int = 64,    # histogram bins per feature
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Out-of-fold predictions of the rows of `folds` (fold by fold), their targets, and each column's total gain over the fold models."
     import xgboost as xgb
-    p, preds, ys, gains = xgb_check_params(spec, depth, nthread, seed), [], [], np.zeros(X.shape[1])
+    p, preds, ys, gains = xgb_check_params(spec, depth, nthread, seed, max_bin), [], [], np.zeros(X.shape[1])
     for k in folds:
         tr, te = fold_ids != k, fold_ids == k
         d = xgb.DMatrix(X[tr], label=y[tr], feature_types=list(types), enable_categorical=True, nthread=nthread)
@@ -152,23 +165,34 @@ def _passes(task: str, score: float, majority: float, t: dict) -> bool:
     if not np.isfinite(score) or score < t["score"]: return False
     return task != "multiclass" or _skill(score, majority) >= t["skill"]
 
-def single_column_check(X, y, spec, fold_ids, folds, t: dict, nthread: int = 1, seed: int = 0) -> tuple[dict, dict]:
-    "Columns a one-column model predicts the target from almost perfectly: (flagged evidence, screen bound per column)."
+def single_column_check(X: np.ndarray,        # n × p float32 features in spec order
+                        y: np.ndarray,        # encoded target
+                        spec: FeatureSpec,    # the feature spec
+                        fold_ids: np.ndarray, # CV fold of each row
+                        folds: list,          # the folds held out in turn
+                        t: dict,              # the thresholds (`THRESHOLDS`)
+                        nthread: int = 1,     # XGBoost threads (one column: one thread is fastest)
+                        seed: int = 0,        # XGBoost seed
+                       ) -> tuple[dict, dict]:
+    "Columns a one-column model predicts the target from almost perfectly; and per column its bound and CV score."
     task, k = spec.task, len(spec.classes)
-    majority = float(np.bincount(y).max() / len(y)) if task != "regression" else 0.0
-    flagged, bounds = {}, {}
+    flagged, scores = {}, {}
     for j, f in enumerate(spec.features):
         cat = spec.feature_types[j] == "c"
-        bounds[f] = bound = bin_bound(task, bin_codes(X[:, j], cat), y, k)
+        codes = bin_codes(X[:, j], cat)
+        bound = bin_bound(task, codes, y, k)
+        scores[f] = {"bin_bound": round(float(bound), 4)}
         if not np.isfinite(bound) or bound < t["score"] - t["screen_margin"]: continue
-        p, yy, _ = cv_predict(X[:, [j]], y, [spec.feature_types[j]], spec, fold_ids, folds, nthread=nthread, seed=seed)
+        x = X[:, [j]] if cat else codes[:, None].astype(np.float32)   # numeric: the model sees the bins (ordered)
+        p, yy, _ = cv_predict(x, y, [spec.feature_types[j]], spec, fold_ids, folds, nthread=nthread, seed=seed, max_bin=1024)
         s = cv_score(task, yy, p)
+        scores[f]["cv_score"] = round(s, 4)
         maj = float(np.bincount(yy).max() / len(yy)) if task != "regression" else 0.0
         if _passes(task, s, maj, t):
             ev = {"metric": SCORE[task], "cv_score": round(s, 4), "folds": len(folds), "rows": int(len(yy)), "bin_bound": round(bound, 4)}
             if task == "multiclass": ev["majority_rate"] = round(maj, 4)
             flagged[f] = ev
-    return flagged, {f: round(float(b), 4) for f, b in bounds.items()}
+    return flagged, scores
 
 def target_mapping(values,           # one column's values (any dtype; missing values are a value of their own)
                    y: np.ndarray,    # encoded target
@@ -193,7 +217,9 @@ def target_mapping(values,           # one column's values (any dtype; missing v
     if purity < t["purity"] or _skill(purity, maj) < t["skill"]: return None
     return {**ev, "purity": round(purity, 4), "majority_rate": round(maj, 4)}
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
+def spearman(x: np.ndarray, # one vector (NaN = missing)
+             y: np.ndarray, # another, as long
+            ) -> float:
     "Spearman's ρ of two vectors (NaN pairs dropped; 0 when one of them is constant)."
     m = ~(np.isnan(x) | np.isnan(y))
     if m.sum() < 3: return float("nan")
@@ -202,7 +228,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
     return float((rx * ry).sum() / den) if den > 0 else 0.0
 
-def mapping_check(X, y, spec, t: dict, raw: pd.DataFrame|None = None, min_rows: int = 10) -> dict:
+def mapping_check(X: np.ndarray,     # n × p float32 features in spec order
+                  y: np.ndarray,     # encoded target
+                  spec: FeatureSpec, # the feature spec
+                  t: dict,           # the thresholds (`THRESHOLDS`)
+                  raw: pd.DataFrame|None = None, # the raw rows of `X`, for the raw text of categorical columns
+                  min_rows: int = 10, # a value must be seen this often to count
+                 ) -> dict:
     "Columns that are (near-)functions of the target: value -> target mapping, |Spearman ρ| (regression), raw text."
     flagged = {}
     for j, f in enumerate(spec.features):
@@ -215,17 +247,31 @@ def mapping_check(X, y, spec, t: dict, raw: pd.DataFrame|None = None, min_rows: 
         if ev := target_mapping(s, y, spec.task, t, min_rows): flagged[c] = {**ev, "on": "raw text"}
     return flagged
 
-def gain_check(X, y, spec, fold_ids, folds, t: dict, nthread: int = 2, seed: int = 0) -> tuple[dict, dict]:
-    "The all-column model's CV score and gain shares; flags a column with most of the gain of a near-perfect model."
-    p, yy, g = cv_predict(X, y, spec.feature_types, spec, fold_ids, folds, rounds=30, depth=4, nthread=nthread, seed=seed)
+def gain_check(X: np.ndarray,        # n × p float32 features in spec order
+               y: np.ndarray,        # encoded target
+               spec: FeatureSpec,    # the feature spec
+               fold_ids: np.ndarray, # CV fold of each row
+               folds: list,          # the folds held out in turn
+               t: dict,              # the thresholds (`THRESHOLDS`)
+               nthread: int = 2,     # XGBoost threads
+               seed: int = 0,        # XGBoost seed
+              ) -> tuple[dict, dict]:
+    "Columns with most of the gain of a near-perfect model that is not near-perfect without them; and that model's scores."
+    kw = dict(fold_ids=fold_ids, folds=folds, rounds=30, depth=4, nthread=nthread, seed=seed)
+    p, yy, g = cv_predict(X, y, spec.feature_types, spec, **kw)
     s = cv_score(spec.task, yy, p)
     maj = float(np.bincount(yy).max() / len(yy)) if spec.task != "regression" else 0.0
     share = g / g.sum() if g.sum() > 0 else np.zeros_like(g)
     top = {spec.features[j]: round(float(share[j]), 4) for j in np.argsort(-share)[:5]}
     model = {"metric": SCORE[spec.task], "cv_score": round(s, 4), "folds": len(folds), "rows": int(len(yy)), "top_gain_share": top}
-    near = _passes(spec.task, s, maj, t)
-    flagged = {spec.features[j]: {"gain_share": round(float(share[j]), 4), "model_cv_score": round(s, 4), "metric": SCORE[spec.task]}
-               for j in np.nonzero(share > t["gain_share"])[0]} if near else {}
+    flagged = {}
+    for j in (np.nonzero(share > t["gain_share"])[0] if _passes(spec.task, s, maj, t) and X.shape[1] > 1 else []):
+        types = [ft for i, ft in enumerate(spec.feature_types) if i != j]
+        pw, yw, _ = cv_predict(np.delete(X, j, axis=1), y, types, spec, **kw)
+        without = cv_score(spec.task, yw, pw)
+        if not _passes(spec.task, without, maj, t):     # others take its place (correlated columns): not a carrier
+            flagged[spec.features[j]] = {"gain_share": round(float(share[j]), 4), "model_cv_score": round(s, 4),
+                                         "cv_score_without": round(without, 4), "metric": SCORE[spec.task]}
     return flagged, model
 
 # %% ../nbs/04d_leakage.ipynb #637fed2e
@@ -240,7 +286,8 @@ def _reason(f: str, ev: dict) -> str:
         what = f"purity {e['purity']:.3f}" if "purity" in e else f"η² {e['eta_squared']:.3f}"
         return f"{f!r} maps to the target: {e['values']} values, each seen >= {e['min_rows']} times, {what}"
     e = ev["gain"]
-    return f"{f!r} carries {e['gain_share']:.0%} of the gain of a near-perfect model (CV {e['metric']} {e['model_cv_score']:.3f})"
+    return (f"{f!r} carries {e['gain_share']:.0%} of the gain of a near-perfect model (CV {e['metric']} {e['model_cv_score']:.3f}, "
+            f"{e['cv_score_without']:.3f} without it)")
 
 def leakage_report(X,                     # transformed features (features stage output, spec order)
                    y,                     # encoded target
@@ -253,7 +300,7 @@ def leakage_report(X,                     # transformed features (features stage
                    seed: int = 0,         # seed of the row sample and of XGBoost
                    thresholds: dict|None = None, # overrides of `THRESHOLDS`
                   ) -> dict:
-    "Run the three leakage checks; return suspects, the all-column model, the single-column bounds and the settings."
+    "Run the three leakage checks; return the suspects, the all-column model, the single-column scores and the settings."
     t = {**THRESHOLDS, **(thresholds or {})}
     if bad := set(t) - set(THRESHOLDS): raise ParamError(f"unknown leakage thresholds: {', '.join(sorted(bad))}; known: {', '.join(THRESHOLDS)}")
     X, y, f = check_inputs(X, y, spec, fold_ids)
@@ -262,7 +309,7 @@ def leakage_report(X,                     # transformed features (features stage
     X, y, f = X[idx], y[idx], f[idx]
     raw = None if raw is None else raw.iloc[idx]
     folds = [int(k) for k in np.unique(f[f >= 0])][:max_folds]
-    single, bounds = single_column_check(X, y, spec, f, folds, t, seed=seed)
+    single, scores = single_column_check(X, y, spec, f, folds, t, seed=seed)
     mapping = mapping_check(X, y, spec, t, raw)
     gain, model = gain_check(X, y, spec, f, folds, t, nthread, seed)
     suspects = []
@@ -270,7 +317,7 @@ def leakage_report(X,                     # transformed features (features stage
         ev = {k: d[col] for k, d in (("single_column", single), ("mapping", mapping), ("gain", gain)) if col in d}
         suspects.append({"column": col, "reason": _reason(col, ev),
                          "evidence": {"checks": list(ev), **ev, "raw_columns": source_columns(spec, col)}})
-    return {"suspects": suspects, "model": model, "single_column_bounds": bounds,
+    return {"suspects": suspects, "model": model, "single_column": scores,
             "settings": {"rows": int(len(X)), "folds": folds, "thresholds": t, "task": spec.task}}
 
 def find_leakage(X,                 # transformed features (features stage output, spec order)

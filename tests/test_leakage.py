@@ -56,7 +56,7 @@ def test_adult_full_has_no_suspect(adult):
     assert rep["suspects"] == []
     assert rep["settings"]["rows"] == 20_000 and rep["settings"]["folds"] == [0, 1, 2]
     assert 0.85 < rep["model"]["cv_score"] < 0.95                  # a good model, far from "near perfect"
-    assert max(rep["single_column_bounds"].values()) < 0.9          # no column comes close alone
+    assert max(c["bin_bound"] for c in rep["single_column"].values()) < 0.9   # no column comes close alone
 
 
 @pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits", "diabetes"])
@@ -68,6 +68,17 @@ def test_sklearn_tables_have_no_suspect(name):
     rep = leakage_report(X, y, spec, _folds(len(y)), df)
     assert rep["suspects"] == [], rep["suspects"]
     assert rep["model"]["cv_score"] > {"regression": 0.2}.get(spec.task, 0.85)   # the tables are learnable
+
+
+def test_correlated_columns_do_not_carry_a_model():
+    # breast cancer, folds of seed 1: the all-column model reaches CV ROC AUC 0.986 and `worst perimeter` takes 59% of
+    # its gain, by chance among several correlated columns. With the near-perfect bar lowered to 0.98 the gain share
+    # alone would flag it; the model without it is as good, so it is not flagged.
+    df = _sklearn("breast_cancer")
+    X, y, spec = _features(df, "target")
+    rep = leakage_report(X, y, spec, _folds(len(y), seed=1), df, seed=1, thresholds={"score": 0.98})
+    assert rep["model"]["cv_score"] >= 0.98 and max(rep["model"]["top_gain_share"].values()) > 0.5
+    assert rep["suspects"] == []
 
 
 def _adult_with(adult, **cols):
@@ -141,6 +152,7 @@ def test_gain_share_flags_a_column_the_others_complete():
     assert [s["column"] for s in rep["suspects"]] == ["L"]
     ev = rep["suspects"][0]["evidence"]
     assert ev["checks"] == ["gain"] and ev["gain"]["gain_share"] > 0.5 and ev["gain"]["model_cv_score"] >= 0.99
+    assert ev["gain"]["cv_score_without"] < 0.9                        # M and N alone are far from it
     assert "of the gain of a near-perfect model" in rep["suspects"][0]["reason"]
     # with a looser target the model is no longer near-perfect, and nothing is flagged
     df["y"] = np.where(df["L"] + 0.5 * df["M"] + rng.normal(0, 0.3, n) > 0, "pos", "neg")
