@@ -294,6 +294,11 @@ def run_data(run_dir: Path, # the run's folder
             return str(rec.get("data") or (p.default if p is not None else "") or "") or None
     return None
 
+def _bundled(data: str) -> bool:
+    "Whether `data` is the bundled dataset (the preprocess stage's default `data`)."
+    p = (_takes("preprocess") or {}).get("data")
+    return bool(p is not None and p.default and resolve_path(data).resolve() == resolve_path(p.default).resolve())
+
 def run_defaults(run_dir: Path, # the run's folder
                 ) -> dict:
     "The `data_defaults` of the data the run is about (test file, engineered and sensitive columns)."
@@ -334,7 +339,7 @@ def require(run_dir: Path, # the run's folder
     params = recorded_params(run_dir, name)
     if params is None:
         data = run_data(run_dir)
-        if data is not None:
+        if data is not None and not _bundled(data):
             raise ParamError(f"run {run_dir.name} needs stage {name} ({why}), but records no parameters for it in a run "
                              f"about {data}; run it: mlops-nb run --from {name} --run-id {run_dir.name}")
         params = {}

@@ -360,3 +360,5 @@ def test_require_with_the_runs_parameters(project):
     assert core.run_data(scratch) is None
     assert core.require(scratch, "preprocess", wandb_mode="disabled").read_json("schema.json")["target"] == "income"
     assert core.run_data(scratch) == "data/raw/adult.data"
+    # then it is about the bundled data, whose defaults are the stages' defaults: features runs with them
+    assert "net_capital_gain" in core.require(scratch, "features", wandb_mode="disabled").read_text("feature_spec.json")
