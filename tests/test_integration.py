@@ -37,6 +37,7 @@ def test_pipeline_to_features(project):
         assert (run_dir/st["notebook"]).is_file() and (run_dir/st["html"]).is_file()
         assert core.stage_dir(run_dir, stage).exists()
         core.stage_dir(run_dir, stage).verify()
+        assert core.stale_reason(run_dir, stage) == ""      # what ran is what the runner recorded: nothing re-runs
     # the stages' own metrics, on the 2000/1000-row sample of the project fixture
     assert s["metrics"]["eda"]["rows"] == 2000
     assert s["metrics"]["preprocess"]["train_rows"] == 2000 and s["metrics"]["preprocess"]["test_rows"] == 1000
@@ -120,3 +121,4 @@ def test_run_on_another_table_continues_with_its_parameters(project):
     assert s["status"] == "ok", s.get("error")
     assert core.stage_dir(run, "train").read_json("context.json")["params"]["n_folds"] == 2
     assert "net_capital_gain" not in core.stage_dir(run, "features").read_text("feature_spec.json")
+    assert all(core.stale_reason(run, st) == "" for st in ("preprocess", "features", "train"))
