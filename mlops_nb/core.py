@@ -319,11 +319,13 @@ def stale_reason(run_dir: Path, name: str) -> str:
     if diff: return "it ran with other parameters than the run records (" + ", ".join(
         f"{k}={ran[k]!r}, recorded {rec[k]!r}" for k in diff) + ")"
     root = Path(run_dir).resolve()
-    for rel, digest in ctx.get("inputs", {}).items():
+    for rel, digest in ctx.get("inputs", {}).items():   # the files of earlier stages of this run that it read
         p = resolve_path(rel).resolve()
-        if p.parent.parent == root and p.parent.name in STAGES and \
-           stage_dir(root, p.parent.name).manifest.get(p.name, {}).get("sha256") != digest:
-            return f"its input {p.parent.name}/{p.name} changed since it ran"
+        parts = p.relative_to(root).parts if p.is_relative_to(root) else ()
+        if len(parts) < 2 or parts[0] not in STAGES: continue
+        m = stage_dir(root, parts[0]).manifest.get("/".join(parts[1:]))
+        now = m["sha256"] if m else sha256_file(p) if p.is_file() else None
+        if now != digest: return f"its input {'/'.join(parts)} changed since it ran"
     return ""
 
 def require(run_dir: Path, # the run's folder
