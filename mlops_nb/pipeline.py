@@ -19,7 +19,7 @@ from .core import ParamError, STAGES
 
 # %% auto #0
 __all__ = ['ParamText', 'parse_value', 'coerce_param', 'load_config', 'discover_stages', 'select_stages', 'declared_params',
-           'plan_params', 'render_html', 'error_report', 'key_metrics', 'run_pipeline', 'main']
+           'plan_params', 'render_html', 'error_report', 'key_metrics', 'plan_run', 'run_pipeline', 'main']
 
 # %% ../nbs/09_pipeline.ipynb #429a39b6
 class ParamText(str):
@@ -263,20 +263,13 @@ def _execute(nb: Path, out: Path, params: dict, kernel: str, cwd: Path):
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd), progress_bar=False,
                         log_output=False, extra_arguments=_kernel_args(kernel))
 
-def run_pipeline(params: dict|None = None,   # parameter values by name (a `ParamText` is parsed against the default)
-                 from_stage: str|None = None, # first stage to run; earlier outputs come from the reused run
-                 to_stage: str|None = None,   # last stage to run
-                 run_id: str = "",            # run to (re)use ("" = new run, or the latest with `from_stage`)
-                 nbs: str|Path|None = None,   # folder of the stage notebooks (default `core.nbs_dir()`)
-                 html: bool = True,           # render each executed notebook to HTML
-                 kernel: str = "python3",     # Jupyter kernel to execute the notebooks with
-                 echo: bool = True,           # print progress and the result
-                ) -> dict:
-    "Run the stage notebooks from `from_stage` to `to_stage` in one run folder; return its `summary.json`."
-    import logging
-    from concurrent.futures import ThreadPoolExecutor
-    def say(*a, err=False):
-        if echo: print(*a, file=sys.stderr if err else sys.stdout, flush=True)
+def plan_run(params: dict|None = None,   # parameter values by name
+             from_stage: str|None = None, # first stage to run
+             to_stage: str|None = None,   # last stage to run
+             run_id: str = "",            # run to (re)use ("" = new run, or the latest with `from_stage`)
+             nbs: str|Path|None = None,   # folder of the stage notebooks (default `core.nbs_dir()`)
+            ) -> dict:
+    "Check a request and decide its stages, their parameters and the run, writing nothing."
     params = dict(params or {})
     if "run_id" in params:
         rid_p = str(params.pop("run_id"))
@@ -291,25 +284,59 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
     reused = core.runs_dir()/rid
     recorded = {s: core.recorded_params(reused, s, takes=d) or {} for s, d in declared.items()} if reused.is_dir() else {}
     plan, given, notes = plan_params(params, declared, stages, recorded)
-    run_dir = core.resolve_run(rid, create=not must_exist)
+    return dict(nbs=nbs, found=found, stages=stages, missing=missing, plan=plan, given=given, notes=notes,
+                run_id=rid, reuse=must_exist, from_stage=from_stage, to_stage=to_stage)
+
+def _start(s: dict, p: dict, entries: dict, kernel: str, html: bool):
+    "Record in the summary `s` that the run of plan `p` starts, with the parameters of every stage."
+    s.update(run_id=p["run_id"], status="running", started=_now(), finished=None, seconds=None, params=p["given"],
+             stages_run=p["stages"], runner={"nbs": str(p["nbs"]), "kernel": kernel, "html": html})
+    s["from"], s["to"] = p["from_stage"], p["to_stage"]
+    s.pop("error", None)
+    for st in p["found"]:   # every stage's parameters, so that `core.require` can run it later with them
+        if st in p["stages"]: s["stages"][st] = {"status": "pending", **entries[st], "parameters": p["plan"][st]}
+        else: s["stages"].setdefault(st, {"status": "not run"})["parameters"] = p["plan"][st]
+
+def _run_stage(nb: Path, out: Path, params: dict, kernel: str, cwd: Path) -> tuple[str, Any, float]:
+    "Execute one stage notebook: its status (ok, failed or interrupted), the error, and the seconds it took."
+    t0, status, err = time.perf_counter(), "ok", None
+    try: _execute(nb, out, params, kernel, cwd)
+    except KeyboardInterrupt: status = "interrupted"
+    except Exception as e: status, err = "failed", e
+    return status, err, round(time.perf_counter() - t0, 3)
+
+def _failure(st: str, status: str, err) -> tuple[str, list[str], dict]:
+    "The headline, traceback lines and summary `error` record of stage `st` that failed or was interrupted."
+    if status == "interrupted": return "interrupted", [], {"stage": st, "ename": "KeyboardInterrupt", "evalue": ""}
+    head, tail = error_report(err)
+    return head, tail, {"stage": st, "ename": getattr(err, "ename", type(err).__name__), "evalue": getattr(err, "evalue", str(err))}
+
+def run_pipeline(params: dict|None = None,   # parameter values by name (a `ParamText` is parsed against the default)
+                 from_stage: str|None = None, # first stage to run; earlier outputs come from the reused run
+                 to_stage: str|None = None,   # last stage to run
+                 run_id: str = "",            # run to (re)use ("" = new run, or the latest with `from_stage`)
+                 nbs: str|Path|None = None,   # folder of the stage notebooks (default `core.nbs_dir()`)
+                 html: bool = True,           # render each executed notebook to HTML
+                 kernel: str = "python3",     # Jupyter kernel to execute the notebooks with
+                 echo: bool = True,           # print progress and the result
+                ) -> dict:
+    "Run the stage notebooks from `from_stage` to `to_stage` in one run folder; return its `summary.json`."
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+    def say(*a, err=False, end="\n"):
+        if echo: print(*a, file=sys.stderr if err else sys.stdout, end=end, flush=True)
+    p = plan_run(params, from_stage, to_stage, run_id, nbs)
+    found, stages, rid = p["found"], p["stages"], p["run_id"]
+    run_dir = core.resolve_run(rid, create=not p["reuse"])
     core.set_latest(rid)
-    root = core.project_root()
     (run_dir/"notebooks").mkdir(exist_ok=True)
     entries = {s: {"notebook": f"notebooks/{found[s].name}", "html": f"notebooks/{found[s].stem}.html" if html else None}
                for s in stages}
     t_run = time.perf_counter()
-    def start(s):
-        s.update(run_id=rid, status="running", started=_now(), finished=None, seconds=None, params=given,
-                 stages_run=stages, runner={"nbs": str(nbs), "kernel": kernel, "html": html})
-        s["from"], s["to"] = from_stage, to_stage
-        s.pop("error", None)
-        for st in found:   # every stage's parameters, so that `core.require` can run it later with them
-            if st in stages: s["stages"][st] = {"status": "pending", **entries[st], "parameters": plan[st]}
-            else: s["stages"].setdefault(st, {"status": "not run"})["parameters"] = plan[st]
-    core.update_summary(run_dir, start)
+    core.update_summary(run_dir, lambda s: _start(s, p, entries, kernel, html))
     say(f"run {rid}: {' -> '.join(stages)}  ({_rel(run_dir)})")
-    if missing: say(f"note: no notebook for {', '.join(missing)} in {_rel(nbs)}; skipped")
-    for n in notes: say(f"note: {n}")
+    if p["missing"]: say(f"note: no notebook for {', '.join(p['missing'])} in {_rel(p['nbs'])}; skipped")
+    for n in p["notes"]: say(f"note: {n}")
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its "unknown parameter" warnings come from its line parser
     status, failed, renders = "ok", None, {}
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-nb-html")  # HTML while the next stage runs
@@ -323,31 +350,24 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
             return False
     try:
         for i, st in enumerate(stages, 1):
-            if echo: print(f"[{i}/{len(stages)}] {st} ... ", end="", flush=True)
+            say(f"[{i}/{len(stages)}] {st} ... ", end="")
             core.update_summary(run_dir, lambda s: s["stages"][st].update(status="running", started=_now()))
-            out_nb, t0, err = run_dir/entries[st]["notebook"], time.perf_counter(), None
+            out_nb = run_dir/entries[st]["notebook"]
             (run_dir/"notebooks"/f"{found[st].stem}.html").unlink(missing_ok=True)   # no stale report beside a new notebook
-            try: _execute(found[st], out_nb, {**plan[st], "run_id": rid}, kernel, root)
-            except KeyboardInterrupt: err, status = "interrupted", "interrupted"
-            except Exception as e: err, status = e, "failed"
-            secs = round(time.perf_counter() - t0, 3)
+            status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernel, core.project_root())
             if html and out_nb.is_file(): renders[st] = pool.submit(render_html, out_nb, run_dir/entries[st]["html"])
-            if err is None:
+            if status == "ok":
                 core.update_summary(run_dir, lambda s: s["stages"][st].update(status="ok", seconds=secs))
                 say(f"ok {secs:.1f}s")
                 continue
-            if status == "interrupted": head, tail, ename, evalue = "interrupted", [], "KeyboardInterrupt", ""
-            else:
-                head, tail = error_report(err)
-                ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
-            failed = {"stage": st, "ename": ename, "evalue": evalue}
+            head, tail, failed = _failure(st, status, err)
             core.update_summary(run_dir, lambda s: s["stages"][st].update(status=status, seconds=secs, error=head))
             say(f"{status} {secs:.1f}s")
             say(f"{st} failed: {head}" if status == "failed" else f"{st} interrupted", err=True)
             for l in tail: say(f"    {l}", err=True)
             kept = [out_nb] if out_nb.is_file() else []
             if rendered(st): kept.append(run_dir/entries[st]["html"])
-            if kept: say(f"executed notebook: {', '.join(_rel(p) for p in kept)}", err=True)
+            if kept: say(f"executed notebook: {', '.join(_rel(q) for q in kept)}", err=True)
             break
     finally:
         for st in list(renders): rendered(st)
