@@ -160,7 +160,8 @@ def plan_params(params: dict,    # parameters given (from a config file and `-p`
     for n in params:
         owners = [s for s, d in declared.items() if n in d]
         if n != "run_id" and owners and not any(s in stages for s in owners):
-            notes.append(f"parameter {n!r} is only used by {', '.join(owners)}, which {'is' if len(owners) == 1 else 'are'} not in this run")
+            notes.append(f"parameter {n!r} is only used by {', '.join(owners)}, which {'is' if len(owners) == 1 else 'are'} not in this run "
+                         "(recorded for later)")
     plan = {}
     for s, decl in declared.items():
         p = {n: d for n, d in decl.items() if d is not _UNKNOWN}
