@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in args.names or BENCHMARKS:
         mod = importlib.import_module(f"benchmarks.{name}")
-        print(f"== {name}: {mod.DESCRIPTION} (repeat {args.repeat})", flush=True)
+        quick = args.quick and "quick" in inspect.signature(mod.run).parameters
+        print(f"== {name}: {mod.DESCRIPTION} ({'quick' if quick else f'repeat {args.repeat}'})", flush=True)
         t0 = time.perf_counter()
         try:
-            quick = args.quick and "quick" in inspect.signature(mod.run).parameters
             res = mod.run(repeat=args.repeat, **({"quick": True} if quick else {}))
         except Exception as e:  # one broken benchmark does not hide the others
             print(f"   failed: {type(e).__name__}: {e}", flush=True)
