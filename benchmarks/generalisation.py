@@ -113,12 +113,13 @@ def _best_baseline(ev, obj: str, task: str, y, compute) -> tuple[str | None, flo
         s = t[t["metric"] == obj].set_index("name")["baseline"].astype(float)
         if len(s): return str(s.idxmin()), float(s.min())
     try:                                          # fallback: score the recorded baselines with the package's functions
+        from mlops_nb.core import stage_dir
         from mlops_nb.features import load_xy
-        try: from mlops_nb.baselines import load_baselines, predict_baseline
-        except ImportError: from mlops_nb.train import load_baselines, predict_baseline
+        try: from mlops_nb.baselines import predict_baseline
+        except ImportError: from mlops_nb.train import predict_baseline
         X, _, spec = load_xy(ev.run_dir, "test")
-        vals = {n: compute(task, y, np.asarray(predict_baseline(b, X, spec), np.float64))[obj]
-                for n, b in load_baselines(ev.run_dir).items()}
+        recorded = stage_dir(ev.run_dir, "train").read_json("baselines.json")["baselines"]
+        vals = {n: compute(task, y, np.asarray(predict_baseline(b, X, spec), np.float64))[obj] for n, b in recorded.items()}
         return (min(vals, key=vals.get), float(min(vals.values()))) if vals else (None, None)
     except Exception as e:  # noqa: BLE001 (the row reports the gap instead of failing the table)
         print(f"   no baseline scores: {type(e).__name__}: {e}", flush=True)
@@ -143,14 +144,13 @@ def run_flaml(py: str, work: Path, train, test, target: str, task: str, classes,
     return p, json.loads((work/"flaml.json").read_text())
 
 
-def case(name: str, seed: int, root: Path, py: str | None, quick: bool) -> dict:
-    """One table and seed: our pipeline, its best baseline and FLAML on the same test split."""
+def ours_run(name: str, seed: int, root: Path, quick: bool) -> tuple:
+    """Our default pipeline on table `name` with `seed`: (preprocess result, evaluate result, tune result, train + tune s)."""
     from mlops_nb.train import run_train                  # noqa: first (sets the thread policy before XGBoost loads)
     from mlops_nb.preprocess import run_preprocess
     from mlops_nb.features import run_features
     from mlops_nb.tune import run_tune
     from mlops_nb.evaluate import run_evaluate
-    compute, paired, objective = _metric_fns()
     kw, rid = _stage_kwargs(name, root), f"{name}-s{seed}"
     pre = run_preprocess(run_id=rid, seed=seed, wandb_mode=W, **kw["preprocess"])
     run_features(run_id=rid, wandb_mode=W, **kw["features"])
@@ -160,6 +160,13 @@ def case(name: str, seed: int, root: Path, py: str | None, quick: bool) -> dict:
     ours_s = time.perf_counter() - t0
     ev = run_evaluate(run_id=rid, seed=seed, n_explain=0, explain_rows=0, wandb_mode=W,
                       **({"n_bootstrap": 200} if quick else {}), **kw["evaluate"])
+    return pre, ev, tune, ours_s
+
+
+def case(name: str, seed: int, root: Path, py: str | None, quick: bool) -> dict:
+    """One table and seed: our pipeline, its best baseline and FLAML (skipped when `py` is None) on the same test split."""
+    compute, paired, objective = _metric_fns()
+    pre, ev, tune, ours_s = ours_run(name, seed, root, quick)
     schema = pre.out.read_json("schema.json")
     task, target, obj = schema["task"], schema["target"], objective(schema["task"])
     classes = _classes(ev) if task != "regression" else None

@@ -50,3 +50,18 @@ def test_flaml_is_skipped_with_a_reason_when_its_environment_cannot_be_made(tmp_
     monkeypatch.setenv("FLAML_PYTHON", str(tmp_path/"no_such_python"))
     py, note = g.flaml_python()
     assert py is None and note.startswith("FLAML skipped: flaml_env.sh failed")
+
+
+def test_our_side_on_iris_and_both_baseline_sources_agree(project):
+    from types import SimpleNamespace
+    pre, ev, tune, secs = g.ours_run("iris", 42, project, quick=True)
+    compute, _, objective = g._metric_fns()
+    classes = g._classes(ev)
+    y, pred, thr = g._ours(ev, "multiclass", "target", classes)
+    assert sorted(classes) == ["setosa", "versicolor", "virginica"] and pred.shape == (len(y), 3) and secs > 0
+    assert np.array_equal(y, g._encode(pre.out.read_parquet("test.parquet")["target"], classes))
+    from_table = g._best_baseline(ev, "log_loss", "multiclass", y, compute)
+    recomputed = g._best_baseline(SimpleNamespace(tables={}, run_dir=ev.run_dir), "log_loss", "multiclass", y, compute)
+    assert from_table[0] == recomputed[0] and from_table[1] == pytest.approx(recomputed[1], rel=1e-9)
+    row = g.case("iris", 42, project, None, quick=True)                  # FLAML skipped: our side and baselines only
+    assert row["ours"] == pytest.approx(compute("multiclass", y, pred)["log_loss"]) and "flaml" not in row
