@@ -16,7 +16,9 @@ the objective. Medians over the seeds (42, 1, 2; `repeat` of them). Targets: our
 the interval of (ours − FLAML) reaches zero or favours ours (ci_low <= 0).
 
 Quick variant (`python -m benchmarks generalisation --quick`, or MLOPS_NB_BENCH_QUICK=1): one seed, the small tables
-only, tune with n_trials 20 / timeout 20 s, 200 bootstrap resamples in evaluate.
+only, tune with n_trials 20 / timeout 20 s, 200 bootstrap resamples in evaluate. MLOPS_NB_BENCH_TABLES=adult,linear
+runs only the named tables (in either mode). `make bench ARGS="generalisation --quick"` does the same as the command.
+FLAML's environment is made on first use by `benchmarks/flaml_env.sh`; when that fails, FLAML is skipped and said so.
 """
 from __future__ import annotations
 
@@ -219,7 +221,9 @@ def run(repeat: int = 3, quick: bool = False, tables: list | None = None) -> dic
     quick = quick or os.environ.get("MLOPS_NB_BENCH_QUICK", "") not in ("", "0")
     os.environ["WANDB_MODE"] = W
     seeds, names = (SEEDS[:1], SMALL) if quick else (SEEDS[:max(1, repeat)], TABLES)
-    names = tables or names
+    names = tables or [t for t in os.environ.get("MLOPS_NB_BENCH_TABLES", "").split(",") if t] or names
+    unknown = sorted(set(names) - set(TABLES))
+    if unknown: raise ValueError(f"unknown tables {unknown}; known: {', '.join(TABLES)}")
     py, note = flaml_python()
     print(f"   {note}", flush=True)
     from benchmarks import adult_project
