@@ -390,14 +390,14 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
     space = parse_space(search_space, base=adapt_space(DEFAULT_SPACE, len(y)))
     config = study_config(spec, space, stage_dir(run_dir, "features").manifest["train.parquet"]["sha256"],
                           trained.manifest["splits.parquet"]["sha256"], seed, max_rounds, early_stopping_rounds)
-    name, cores = study_name or f"tune-{_hash(config)}", default_nthread()
+    name, cores, t_ready = study_name or f"tune-{_hash(config)}", default_nthread(), time.time()   # earlier stages run by require do not count
     n_jobs = n_jobs or min(cores, 4)
     threads = nthread or max(1, cores // n_jobs)
     with JournalOwner(where) if kind == "journal" else _nullctx():
         study, info = _open_study(kind, where, name, _hash(config), config, space, seed, n_startup_trials)
         with stage("tune", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
             st.input_stage(stage_dir(run_dir, "features"), ["feature_spec.json", "train.parquet"], artifact="features")
-            search_s = _run_search(st, study, space, spec, X, y, splits, params, t_start + timeout, threads, n_jobs)
+            search_s = _run_search(st, study, space, spec, X, y, splits, params, t_ready + timeout, threads, n_jobs)
             t_sel = time.time()
             sel = _select(run_dir, X, y, spec, splits, study, space, params, threads, n_jobs)
             bundle, doc, rounds = _final(st, X, y, spec, sel, params)
