@@ -15,7 +15,7 @@ from pandas.api.types import is_integer_dtype
 
 from .associations import (associations, column_kind, correlation_ratio, cramers_v, infer_task,
                                    plot_associations)
-from .core import (DataError, ParamError, StageResult, close_figures, pyplot, read_table, resolve_path,
+from .core import (DataError, ParamError, StageResult, close_figures, data_defaults, pyplot, read_table, resolve_path,
                            resolve_run, stage, wandb_mode as _wandb_mode)
 
 # %% auto #0
@@ -294,13 +294,14 @@ def _metrics(prof: dict) -> dict:
 def run_eda(run_id: str = "",                      # run to work in ("" = latest run, or a new one)
             data: str = "data/raw/adult.data",     # CSV or Parquet table to profile (relative paths from the project root)
             target: str = "income",                # target column
-            test_data: str = "data/raw/adult.test", # optional test table to compare with ("" = none)
+            test_data: str|None = None,            # test table to compare with ("" = none; None = the data card's test file)
             sep: str = "",                         # CSV separator ("" = from the data card, else sniffed)
             na_values: list = [],                  # tokens read as missing ([] = core.DEFAULT_NA)
             wandb_mode: str = "",                  # W&B mode ("" = $WANDB_MODE, else online with a key, else offline)
            ) -> StageResult:
     "Profile the raw table: write `profile.json`, `associations.csv` and figures to `<run>/eda/`, log them to W&B."
     _wandb_mode(wandb_mode)
+    if test_data is None: test_data = data_defaults(data)["test_data"]
     df, test = load_tables(data, target, test_data, sep, na_values)
     prof, tables = profile_data(df, target, test)
     prof["data"] = {"path": str(data), "test_path": str(test_data) or None, "na_values": list(na_values) or "default"}

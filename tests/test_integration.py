@@ -71,19 +71,6 @@ def test_pipeline_to_features(project):
     assert s["metrics"]["preprocess"]["train_rows"] == 2000
 
 
-def _data_card_defaults() -> bool:
-    """Whether the stages take `test_data` and `engineered` from the run's data card when left at None."""
-    from mlops_nb.features import run_features
-    from mlops_nb.preprocess import run_preprocess
-    return all(inspect.signature(f).parameters[n].default is None for f, n in
-               ((run_preprocess, "test_data"), (run_features, "engineered")))
-
-
-needs_data_card_defaults = pytest.mark.skipif(not _data_card_defaults(), reason=(
-    "needs preprocess test_data and features engineered defaulting to None (the run's data card), "
-    "made by the preprocess/features owners"))
-
-
 def test_failed_run_is_not_continued_on_adult(project):
     """Issue 7: after a run on another table failed at EDA, `--from features --to train` must not train on Adult."""
     make_table("multiclass").to_csv(project/"data"/"wine.csv", index=False)
@@ -101,7 +88,6 @@ def test_failed_run_is_not_continued_on_adult(project):
     assert s["stages"]["train"]["status"] == "skipped"
 
 
-@needs_data_card_defaults
 def test_run_on_another_table_continues_with_its_parameters(project):
     """Issue 7: after a run on another table, `--from features --to train --run-id RUN` works (no Adult columns)."""
     make_table("binary").to_csv(project/"data"/"t.csv", index=False)
