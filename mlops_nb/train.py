@@ -17,7 +17,7 @@ from .features import FeatureSpec, dmatrix, fit_spec, load_xy, transform, encode
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'DEFAULT_PARAMS', 'toy_data', 'default_nthread', 'xgb_params', 'check_xgb_params', 'check_training_data',
-           'fit_xgb', 'plot_learning_curve', 'run_train']
+           'fit_xgb', 'plot_learning_curve', 'check_accept', 'run_train']
 
 # %% ../nbs/04_train.ipynb #95d211d9
 def toy_data(task: str = "binary", # binary, multiclass or regression
@@ -197,15 +197,18 @@ def _cross_validated(st, X, y, spec, splits, xp, max_rounds, esr) -> dict:
     st.out.write_json("cv.json", doc)
     return {"default": cv, "baselines": base}
 
-def _leakage(st, X, y, spec, splits, raw, accept: list) -> dict:
-    "Find leakage suspects and write leakage.json; accepted columns are kept but listed."
-    from mlops_nb.leakage import find_leakage
+def check_accept(accept: list, spec: FeatureSpec) -> None:
+    "Raise a ParamError when `accept_leakage` names a column the model does not have."
     unknown = [c for c in accept if c not in spec.source_columns and c not in spec.features]
     if unknown: raise ParamError(f"accept_leakage names {', '.join(map(repr, unknown))}, not a column of the model; "
                                  f"columns: {', '.join(spec.source_columns)}")
+
+def _leakage(st, X, y, spec, splits, raw, accept: list) -> dict:
+    "Find leakage suspects and write leakage.json; accepted columns are kept but listed."
+    from mlops_nb.leakage import find_leakage
     sus = find_leakage(X, y, spec, splits.fold_ids, raw=raw)
-    doc = {"suspects": [s for s in sus if s["column"] not in accept],
-           "accepted": [s for s in sus if s["column"] in accept], "accept_leakage": list(accept)}
+    ok = lambda s: s["column"] in accept or any(c in accept for c in s["evidence"].get("raw_columns", []))
+    doc = {"suspects": [s for s in sus if not ok(s)], "accepted": [s for s in sus if ok(s)], "accept_leakage": list(accept)}
     st.out.write_json("leakage.json", doc)
     return doc
 
@@ -237,6 +240,7 @@ def run_train(run_id: str = "",            # run to work in (empty: latest run, 
     feats = require(run_dir, "features", wandb_mode=wandb_mode)
     X, y, spec = load_xy(run_dir, "train")
     check_training_data(X, y, spec)
+    check_accept(list(accept_leakage), spec)
     splits = Splits(make_splits(y, spec.task, valid_size, cv_folds, seed))
     check_training_data(X.iloc[splits.fit], y[splits.fit], spec, "training part of the training split (after holding out valid_size)")
     xp = xgb_params(spec, **hyper, seed=seed)

@@ -117,6 +117,26 @@ def test_selection_beats_the_linear_baseline_on_a_small_nearly_linear_table(proj
     assert sel["selected"] == "linear + shallow trees" and "base_margin" in res.data["bundle"].extras
 
 
+def test_train_flags_a_leaking_column_and_accepts_it_when_told(project):
+    """A column that is a copy of the outcome is a leakage suspect in train/leakage.json, unless accepted by name."""
+    from sample_data import make_table
+    from mlops_nb.features import run_features
+    from mlops_nb.preprocess import run_preprocess
+    df = make_table("binary", n=600)
+    df["outcome_code"] = np.where(df["target"] == 1, "paid", "defaulted")
+    df.to_csv(project/"data"/"leak.csv", index=False)
+    run_preprocess(run_id="lk", data="data/leak.csv", target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="lk", wandb_mode="disabled")
+    run_train(run_id="lk", **QUICK_TRAIN)
+    doc = stage_dir(runs_dir()/"lk", "train").read_json("leakage.json")
+    assert [s["column"] for s in doc["suspects"]] == ["outcome_code"] and doc["accepted"] == []
+    run_train(run_id="lk", accept_leakage=["outcome_code"], **QUICK_TRAIN)
+    doc = stage_dir(runs_dir()/"lk", "train").read_json("leakage.json")
+    assert doc["suspects"] == [] and [s["column"] for s in doc["accepted"]] == ["outcome_code"]
+    with pytest.raises(ParamError, match="accept_leakage names 'outcome'"):
+        run_train(run_id="lk", accept_leakage=["outcome"], **QUICK_TRAIN)
+
+
 def test_tune_wandb_offline_logs_trials(project):
     """Each trial is logged to the stage's offline W&B run; the summary holds the tune metrics."""
     run = adult_run("wb")
