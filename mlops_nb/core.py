@@ -338,14 +338,13 @@ def require(run_dir: Path, # the run's folder
     for need in STAGE_NEEDS[name]: require(run_dir, need, **overrides)
     with stage_lock(run_dir, name): why = stale_reason(run_dir, name)
     if not why: return stage_dir(run_dir, name)
-    params = recorded_params(run_dir, name)
+    params, takes = recorded_params(run_dir, name), _takes(name) or {}
     if params is None:
         data = run_data(run_dir)
-        if data is not None and not _bundled(data):
+        if "data" in takes and data is not None and not _bundled(data):   # its defaults name the bundled data
             raise ParamError(f"run {run_dir.name} needs stage {name} ({why}), but records no parameters for it in a run "
                              f"about {data}; run it: mlops-nb run --from {name} --run-id {run_dir.name}")
-        params = {}
-    takes = _takes(name) or {}
+        params = {}   # the other stages' defaults hold for any table (data-specific ones come from the data card)
     args = {k: v for k, v in {**params, **overrides}.items() if k in takes and k != "run_id"}
     print(f"require: running {name} in run {run_dir.name}: {why}", file=sys.stderr, flush=True)
     stage_function(name)(run_id=run_dir.name, **args)

@@ -91,20 +91,20 @@ def test_failed_run_is_not_continued_on_adult(project):
 def test_run_on_another_table_continues_with_its_parameters(project):
     """Issue 7: after a run on another table, `--from features --to train --run-id RUN` works (no Adult columns)."""
     make_table("binary").to_csv(project/"data"/"t.csv", index=False)
-    s = run_pipeline({"data": "data/t.csv", "target": "target", "n_folds": 2, "max_rounds": 200},
+    s = run_pipeline({"data": "data/t.csv", "target": "target", "cv_folds": 2, "max_rounds": 200},
                      to_stage="preprocess", run_id="t", html=False, echo=False)
     assert s["status"] == "ok", s.get("error")
     run = core.runs_dir()/"t"
-    assert s["stages"]["train"]["parameters"]["n_folds"] == 2          # recorded for a stage not run yet
+    assert s["stages"]["train"]["parameters"]["cv_folds"] == 2          # recorded for a stage not run yet
     # a stage function called from Python in that run: the features it needs are made with the run's parameters
     from mlops_nb.train import run_train
-    res = run_train(run_id="t", n_folds=2, max_rounds=200, wandb_mode="disabled")
+    res = run_train(run_id="t", cv_folds=2, max_rounds=200, wandb_mode="disabled")
     spec = core.stage_dir(run, "features").read_json("feature_spec.json")
     assert spec["target"] == "target" and not spec["engineered"], spec["engineered"]
     assert res.metrics
     # the runner continues the run with its recorded parameters
     s = run_pipeline(from_stage="features", to_stage="train", run_id="t", html=False, echo=False)
     assert s["status"] == "ok", s.get("error")
-    assert core.stage_dir(run, "train").read_json("context.json")["params"]["n_folds"] == 2
+    assert core.stage_dir(run, "train").read_json("context.json")["params"]["cv_folds"] == 2
     assert "net_capital_gain" not in core.stage_dir(run, "features").read_text("feature_spec.json")
     assert all(core.stale_reason(run, st) == "" for st in ("preprocess", "features", "train"))
