@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
+from .core import (ArtifactDir, ArtifactError, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
 from .features import load_xy
@@ -118,7 +118,7 @@ def check_cv_selection(selection: dict|None) -> dict:
 def check_leakage(leakage: dict|None) -> dict:
     "No suspected leakage column is used unless accepted (train/leakage.json)."
     if leakage is None: return _skip("the run has no leakage check (train/leakage.json)")
-    acc = set(leakage.get("accepted") or [])
+    acc = {a.get("column") if isinstance(a, dict) else a for a in leakage.get("accepted") or []}   # records or names
     bad = [d for d in leakage.get("suspects") or [] if d.get("column") not in acc]
     cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')})" for d in bad)
     return {"passed": not bad, "suspects": [d.get("column") for d in bad], "accepted": sorted(acc),
@@ -136,7 +136,8 @@ def gate_result(relative: dict, absolute: dict) -> dict:
 # %% ../nbs/06_evaluate.ipynb #a6075abc
 def _legacy_bundle(path: Path, stage: str|None = None) -> ModelBundle:
     "A model folder written before bundles (train.save_model) as a bundle; its threshold from its metadata or evaluation."
-    from mlops_nb.train import load_model
+    try: from mlops_nb.train import load_model
+    except ImportError: raise ArtifactError(f"no model bundle in {path} (looked in {', '.join(BUNDLE_STAGES)}): run the tune stage") from None
     booster, spec, meta = load_model(path, stage)
     thr = meta.get("threshold")
     if thr is None and (path/"evaluate"/"gate.json").is_file(): thr = json.loads((path/"evaluate"/"gate.json").read_text()).get("threshold")
@@ -194,8 +195,10 @@ def validation_rows(run_dir: Path, y_train) -> np.ndarray:
     if "splits.parquet" in ad.manifest:
         s = ad.read_parquet("splits.parquet")
         return np.sort(s.loc[s["valid"].astype(bool), "row"].to_numpy())
-    if "context.json" not in ad.manifest: raise DataError(f"no validation split: {ad.path} has neither splits.parquet nor context.json")
-    from mlops_nb.train import carve_valid
+    try: from mlops_nb.train import carve_valid                 # runs whose train stage predates splits.parquet
+    except ImportError: carve_valid = None
+    if carve_valid is None or "context.json" not in ad.manifest:
+        raise DataError(f"no validation split: {ad.path} has no splits.parquet (run the train stage)")
     p = ad.read_json("context.json")["params"]
     return np.asarray(carve_valid(y_train, "binary", p["valid_size"], p["seed"])[1])
 
@@ -292,9 +295,9 @@ def _choose_thresholds(ev: SimpleNamespace, p: SimpleNamespace):
                    "answering the majority class on those rows.")
 
 def _baseline_threshold(ev, p, name: str, bd: dict, predict_baseline) -> float:
-    "A baseline's threshold: on its own out-of-fold predictions (train/baselines_oof.parquet), else on the validation rows."
-    oof = read_optional(ev.run_dir, "train", "baselines_oof.parquet")
-    if oof is not None and name in oof: yv, pv = oof["y"].to_numpy(), oof[name].to_numpy()
+    "A baseline's threshold: on its own out-of-fold predictions (train/oof_<name>.parquet), else on the validation rows."
+    oof = read_optional(ev.run_dir, "train", f"oof_{name}.parquet")
+    if oof is not None: yv, pv = oof["y"].to_numpy(), _pred_columns(oof, 2)
     else:
         t = ev.thr_rows
         v = validation_rows(ev.run_dir, t.ytr)
@@ -344,7 +347,7 @@ def _analyse(ev: SimpleNamespace, p: SimpleNamespace):
     raw = ev.test_raw.drop(columns=[ev.target])
     ev.slices = slice_metrics(raw, row_losses(ev.task, ev.y, ev.pred, thr), p.min_slice_size)
     ev.ex = explain_model(ev.task, ev.bundle.booster, ev.spec, ev.X, raw, ev.y, ev.pred, thr, p.n_explain, p.explain_rows,
-                          p.seed, (0, ev.bundle.best_iteration + 1))
+                          p.seed, (0, ev.bundle.best_iteration + 1), getattr(ev.bundle, "margin", None))
     ev.tables = {} if ev.task == "regression" else classification_tables(ev.task, ev.y, ev.pred, ev.ex["yhat"], ev.classes, p.calibration_bins)
 
 def _gate(ev: SimpleNamespace):

@@ -178,7 +178,7 @@ def _card_selection(c: dict) -> list:
     "How the final model was chosen (cross-validation on the training data) and the leakage check."
     L, sel, leak = ["## Model selection", ""], c.get("selection"), c.get("leakage")
     if sel:
-        cands = pd.DataFrame(sel.get("candidates", []))
+        cands = pd.DataFrame(sel.get("candidates", [])).drop(columns=["cv_scores"], errors="ignore")
         base = pd.DataFrame([{"name": f"baseline: {k}", "cv_mean": v} for k, v in (sel.get("baselines") or {}).items()])
         L += [f"Candidates and baselines by their cross-validated {sel.get('objective', 'objective')} on the training data "
               f"(the test split took no part). Best baseline `{sel.get('best_baseline')}`; a candidate "
@@ -187,10 +187,12 @@ def _card_selection(c: dict) -> list:
     else: L += ["The run records no cross-validated selection (`tune/selection.json`).", ""]
     L += ["## Leakage", ""]
     if leak is None: L += ["The run records no leakage check (`train/leakage.json`).", ""]
-    elif not leak.get("suspects"): L += ["The leakage check found no suspect column.", ""]
+    elif not leak.get("suspects") and not leak.get("accepted"): L += ["The leakage check found no suspect column.", ""]
     else:
-        acc = set(leak.get("accepted") or [])
-        t = pd.DataFrame([{**d, "accepted": d.get("column") in acc} for d in leak["suspects"]])
+        acc = [a if isinstance(a, dict) else {"column": a} for a in leak.get("accepted") or []]   # records or names
+        names, sus = {a["column"] for a in acc}, list(leak.get("suspects") or [])
+        rows = [*sus, *[a for a in acc if a["column"] not in {d.get("column") for d in sus}]]
+        t = pd.DataFrame([{**d, "accepted": d.get("column") in names} for d in rows])
         L += ["Columns that predict the target suspiciously well (possible leakage of the outcome):", "", md_table(t, index=False), ""]
     return L
 

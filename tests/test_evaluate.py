@@ -1,5 +1,7 @@
 """Evaluate stage: test metrics, intervals, comparisons, fairness, explanations, model card and gate on small runs."""
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,8 @@ RELATIVE = {"beats_baselines", "cv_beats_baselines", "leakage"}
 
 def _model(run_id: str):
     """Train and tune a small model in the run, W&B disabled, one thread (tiny data)."""
-    run_train(run_id=run_id, n_folds=0, max_rounds=80, early_stopping_rounds=10, nthread=1, wandb_mode="disabled")
+    folds = {"n_folds": 0} if "n_folds" in inspect.signature(run_train).parameters else {"cv_folds": 3}   # before/after CV splits
+    run_train(run_id=run_id, **folds, max_rounds=80, early_stopping_rounds=10, nthread=1, wandb_mode="disabled")
     run_tune(run_id=run_id, n_trials=2, max_rounds=80, early_stopping_rounds=10, timeout=60.0, refit_lr_factor=1.0,
              n_startup_trials=2, nthread=1, wandb_mode="disabled")
 
@@ -55,10 +58,13 @@ def test_binary_adult_sample(project):
     out.verify()
     gate = out.read_json("gate.json")
     assert gate["passed"] == m["gate_passed"] and set(gate["checks"]) == RELATIVE   # no absolute defaults
-    assert gate["checks"]["cv_beats_baselines"]["skipped"] and gate["checks"]["leakage"]["skipped"]   # today's train/tune
-    assert any("tune/selection.json" in n for n in gate["notes"]) and any("train/leakage.json" in n for n in gate["notes"])
+    sel, leak = (stage_dir(run, s) for s in ("tune", "train"))
+    for check, ad, name in (("cv_beats_baselines", sel, "selection.json"), ("leakage", leak, "leakage.json")):
+        if name in ad.manifest: assert not gate["checks"][check].get("skipped"), check      # read when the stage wrote it
+        else: assert gate["checks"][check]["skipped"] and any(name in n for n in gate["notes"]), check
     assert gate["checks"]["beats_baselines"]["passed"] is m["baseline"]["linear"]["better"]
-    assert gate["reasons"] == ([] if gate["passed"] else [gate["checks"]["beats_baselines"]["reason"]])
+    assert gate["reasons"] == [c["reason"] for c in gate["checks"].values() if c["passed"] is False]
+    assert gate["passed"] == (not gate["reasons"])
     assert gate["threshold"] == m["threshold"]
     # the evaluated bundle: the final model with its threshold, in evaluate's folder; tune's folder untouched
     assert "model/manifest.json" in out.manifest
@@ -73,8 +79,9 @@ def test_binary_adult_sample(project):
               "slices.csv", "fairness.csv", "explanations.csv", "shap_values.parquet"):
         assert f in out.manifest, f
     card = out.read_text("model_card.md")
+    oof = any("oof.parquet" in stage_dir(run, s).manifest for s in ("tune", "train"))
     for s in (f"{m['threshold']:.4g}", "## Fairness", "## Limitations", "## Model selection", "## Leakage", "## Gate",
-              "no leakage check", "validation split"):
+              "out-of-fold" if oof else "validation split"):
         assert s in card, s
     assert "<table>" in out.read_text("model_card.html")
     preds = out.read_parquet("predictions.parquet")
@@ -103,16 +110,16 @@ def test_new_layout_files(project):
     tune.write_json("selection.json", {"objective": "log_loss", "best_baseline": "linear", "beats_baselines": False,
                                        "candidates": [{"name": "default", "cv_mean": 0.41, "cv_std": 0.01, "selected": True}],
                                        "baselines": {"constant": 0.55, "linear": 0.40}})
-    train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99},
-                                                   {"column": "age", "reason": "near-copy", "evidence": 0.98}],
-                                      "accepted": ["age"]})
-    train.write_parquet("baselines_oof.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "linear": 0.9}))
+    train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99}],
+                                      "accepted": [{"column": "age", "reason": "near-copy", "evidence": 0.98}],
+                                      "accept_leakage": ["age"]})
+    train.write_parquet("oof_linear.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "pred": 0.9}))
     res = run_evaluate(run_id="n", sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
     m, gate = res.metrics, res.data["gate"]
     # a constant OOF score: the cheapest guarded choice is to predict the majority class, so just above 0.3
     assert 0.3 < m["threshold"] < 0.3 + 1e-9
     assert 0.9 < m["baseline"]["linear"]["threshold"] < 0.9 + 1e-9            # the baseline's own OOF predictions
-    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # no OOF column: the validation rows
+    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # its own OOF file, else the validation rows
     assert not gate["passed"] and not gate["checks"]["cv_beats_baselines"]["passed"] and not gate["checks"]["leakage"]["passed"]
     reasons = " ".join(gate["reasons"])
     assert "found no XGBoost candidate as good as the best baseline `linear`" in reasons
