@@ -235,7 +235,11 @@ def _card_gate(g: dict) -> list:
     L = ["## Gate", "", f"**{'PASSED' if g['passed'] else 'FAILED'}**.", ""]
     L += [f"- {r}" for r in g.get("reasons", [])] + ([""] if g.get("reasons") else [])
     L += [f"- Skipped: {n}" for n in g.get("notes", [])] + ([""] if g.get("notes") else [])
-    return L + [md_table(pd.DataFrame([{"check": k, **v} for k, v in g["checks"].items()]), index=False), ""]
+    def row(k, c):
+        res = "skipped" if c.get("skipped") else "passed" if c["passed"] else "FAILED"
+        rule = f"{c['op']} {c['threshold']:g}" if "op" in c else ""
+        return {"check": k, "result": res, "value": c.get("value"), "rule": rule, "detail": c.get("reason") or c.get("note") or ""}
+    return L + [md_table(pd.DataFrame([row(k, c) for k, c in g["checks"].items()]), index=False), ""]
 
 def model_card(c: dict) -> str:
     "The model card as Markdown, from the evaluation context `c` (see `card_context`)."
