@@ -1,12 +1,14 @@
-"""Run the benchmarks: `python -m benchmarks [NAME ...] [--repeat N] [--out DIR]`.
+"""Run the benchmarks: `python -m benchmarks [NAME ...] [--repeat N] [--quick] [--out DIR]`.
 
-Prints a table per benchmark and writes `reports/benchmarks/<name>.json` with the result, the machine and the date.
+Prints a table per benchmark and writes `reports/benchmarks/<name>.json` (`<name>_quick.json` with `--quick`) with the
+result, the machine and the date. `--quick` asks the benchmarks that have a quick variant (a `quick` parameter) for it.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", metavar="NAME",
                     help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions of each case (default 3); medians are reported")
+    ap.add_argument("--quick", action="store_true", help="the quick variant of benchmarks that have one (fewer seeds, small data)")
     ap.add_argument("--out", default=str(REPO/"reports"/"benchmarks"), help="folder for the JSON results")
     args = ap.parse_args(argv)
     if args.repeat < 1: ap.error("--repeat must be at least 1")
@@ -79,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in args.names or BENCHMARKS:
         mod = importlib.import_module(f"benchmarks.{name}")
-        print(f"== {name}: {mod.DESCRIPTION} (repeat {args.repeat})", flush=True)
+        quick = args.quick and "quick" in inspect.signature(mod.run).parameters
+        print(f"== {name}: {mod.DESCRIPTION} ({'quick' if quick else f'repeat {args.repeat}'})", flush=True)
         t0 = time.perf_counter()
         try:
-            res = mod.run(repeat=args.repeat)
+            res = mod.run(repeat=args.repeat, **({"quick": True} if quick else {}))
         except Exception as e:  # one broken benchmark does not hide the others
             print(f"   failed: {type(e).__name__}: {e}", flush=True)
             failed += 1
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             if k != "rows" and not isinstance(v, (dict, list)): print(f"{k}: {_cell(v, k)}")
         doc = {"name": name, "description": mod.DESCRIPTION, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "repeat": args.repeat, "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "result": res}
-        f = out/f"{name}.json"
+        f = out/f"{name}{'_quick' if res.get('quick') else ''}.json"
         f.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"-> {f}\n", flush=True)
     return 1 if failed else 0

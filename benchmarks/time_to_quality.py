@@ -13,7 +13,7 @@
    budget (as no trial starts after the tune stage's timeout).
 2. Throughput: training rows per second of one 300-round fit with the default parameters: `train.fit_xgb` (frame in,
    DMatrix built inside) against the raw `xgboost.train` on a prebuilt DMatrix (the baseline) and the scikit-learn
-   API `XGBClassifier.fit`; and prediction rows per second of `train.predict` (float32 NumPy, `inplace_predict`)
+   API `XGBClassifier.fit`; and prediction rows per second of `model.predict_booster` (float32 NumPy, `inplace_predict`)
    against `Booster.predict` on a DMatrix built from the same frame. Medians of `repeat` runs.
 
 `MLOPS_NB_BENCH_BUDGET` (seconds) shortens the search budget for a quick run. The search comparison runs once per call;
@@ -73,7 +73,10 @@ def _checkpoints(history: list, budget: float, evaluate) -> list:
 
 
 def run(repeat: int = 1) -> dict:
-    from mlops_nb.train import (carve_valid, default_nthread, fit_xgb, load_model, predict, score, xgb_params)  # noqa: F401 (sets OMP_WAIT_POLICY first)
+    from mlops_nb.train import default_nthread, fit_xgb, run_train, xgb_params  # noqa: F401 (sets OMP_WAIT_POLICY first)
+    from mlops_nb.cv import load_splits
+    from mlops_nb.metrics import compute_metrics as score
+    from mlops_nb.model import load_run_bundle, predict_booster as predict
     import numpy as np
     import xgboost as xgb
     from mlops_nb.features import dmatrix, load_xy, run_features
@@ -85,9 +88,11 @@ def run(repeat: int = 1) -> dict:
     rows = []
     with adult_project():
         run_dir = run_features(run_id="bench", wandb_mode="disabled").run_dir
+        run_train(run_id="bench", wandb_mode="disabled")
         X, y, spec = load_xy(run_dir, "train")
         Xte, yte, _ = load_xy(run_dir, "test")
-        tr, va = carve_valid(y, spec.task, sig["valid_size"].default, seed)
+        splits = load_splits(run_dir)
+        tr, va = splits.fit, splits.valid
         space = parse_space()
         cores = default_nthread()
         n_jobs = min(cores, 4)
@@ -111,8 +116,7 @@ def run(repeat: int = 1) -> dict:
                 for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         opt_rows = _checkpoints(hist, budget, evaluate)
         rows += [{"case": "optuna (tune stage defaults)", **r} for r in opt_rows]
-        booster, fspec, meta = load_model(run_dir)
-        fin = score(spec.task, yte, predict(booster, Xte, fspec))
+        fin = score(spec.task, yte, load_run_bundle(run_dir, "tune").predict_features(Xte))
         rows.append({"case": "optuna: tune stage final model", "at_s": round(stage_s, 1),
                      "trials": res.metrics["n_trials"], "best_valid_log_loss": round(res.metrics["best_value"], 5),
                      "test_log_loss": round(fin["log_loss"], 5), "test_roc_auc": round(fin["roc_auc"], 5),
@@ -166,8 +170,8 @@ def run(repeat: int = 1) -> dict:
         b.set_attr(best_iteration=str(rounds - 1))
         # a new DMatrix per call: XGBoost caches the predictions of a DMatrix it has seen, so reusing one measures the cache
         pcases = {"Booster.predict, new DMatrix (baseline)": lambda: b.predict(dmatrix(Xte, spec)),
-                  "train.predict (float32 NumPy, inplace)": lambda: predict(b, Xte, spec),
-                  "train.predict, one row (float32 NumPy)": lambda: predict(b, row, spec)}
+                  "model.predict_booster (float32 NumPy, inplace)": lambda: predict(b, Xte, spec),
+                  "model.predict_booster, one row (float32 NumPy)": lambda: predict(b, row, spec)}
         row = Xte.to_numpy(np.float32)[:1]
         ptimes = {k: [] for k in pcases}
         for _ in range(max(1, repeat)):

@@ -6,7 +6,7 @@
 __all__ = []
 
 # %% ../nbs/09a_main.ipynb #bcdeb0e9
-from .pipeline import main
+from .cli import main
 
 if __name__ == "__main__" and __package__ == "mlops_nb":
     raise SystemExit(main())

@@ -11,33 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import (is_bool_dtype, is_datetime64_any_dtype, is_float_dtype, is_integer_dtype,
-                              is_numeric_dtype, is_timedelta64_dtype)
+from pandas.api.types import is_integer_dtype
 
-from .core import (DataError, ParamError, StageResult, close_figures, pyplot, read_table, resolve_path,
+from .associations import (associations, column_kind, correlation_ratio, cramers_v, infer_task,
+                                   plot_associations)
+from .core import (DataError, ParamError, StageResult, close_figures, data_defaults, pyplot, read_table, resolve_path,
                            resolve_run, stage, wandb_mode as _wandb_mode)
 
 # %% auto #0
-__all__ = ['column_kind', 'infer_task', 'check_params', 'load_tables', 'column_profile', 'numeric_summary', 'target_summary',
-           'cramers_v', 'correlation_ratio', 'associations', 'leakage_hints', 'compare_tables', 'profile_data',
-           'plot_target', 'plot_missing', 'plot_numeric', 'plot_associations', 'run_eda']
-
-# %% ../nbs/01_eda.ipynb #f999ae14
-def column_kind(s: pd.Series) -> str:
-    "`numeric`, `boolean`, `datetime` or `categorical` (text, category and anything else)."
-    if is_bool_dtype(s.dtype): return "boolean"
-    if is_datetime64_any_dtype(s.dtype) or is_timedelta64_dtype(s.dtype): return "datetime"
-    if is_numeric_dtype(s.dtype): return "numeric"
-    return "categorical"
-
-def infer_task(y: pd.Series,        # the target column
-               max_classes: int = 20, # a numeric target with more distinct values is a regression target
-              ) -> str:
-    "`'regression'` for a numeric target with non-integer floats or more than `max_classes` values, else `'classification'`."
-    y = y.dropna()
-    if column_kind(y) != "numeric": return "classification"
-    if is_float_dtype(y.dtype) and not np.all(np.mod(y.to_numpy(dtype=float), 1) == 0): return "regression"
-    return "regression" if y.nunique() > max_classes else "classification"
+__all__ = ['check_params', 'load_tables', 'column_profile', 'numeric_summary', 'target_summary', 'leakage_hints',
+           'compare_tables', 'profile_data', 'plot_target', 'plot_missing', 'plot_numeric', 'run_eda']
 
 # %% ../nbs/01_eda.ipynb #569663d0
 def _read(path: str, param: str, sep: str, na_values: list|None) -> pd.DataFrame:
@@ -126,131 +109,7 @@ def target_summary(y: pd.Series, task: str) -> dict:
                    p25=float(q[0.25]), p50=float(q[0.5]), p75=float(q[0.75]), max=float(x.max()), skew=float(x.skew()))
     return out
 
-# %% ../nbs/01_eda.ipynb #8785342f
-def _codes(s: pd.Series, max_levels: int|None = None) -> tuple[np.ndarray, int]:
-    "Integer codes of `s` (missing = its own level), keeping the `max_levels - 1` most frequent levels; and the level count."
-    codes, uniq = pd.factorize(s, use_na_sentinel=False)
-    L = len(uniq)
-    if max_levels and L > max_levels:
-        order = np.argsort(-np.bincount(codes, minlength=L), kind="stable")
-        remap = np.full(L, max_levels - 1, dtype=np.int64)
-        remap[order[:max_levels - 1]] = np.arange(max_levels - 1)
-        codes, L = remap[codes], max_levels
-    return codes.astype(np.int64), L
-
-def cramers_v(x: np.ndarray, y: np.ndarray) -> float:
-    "Bias-corrected Cramér's V between two integer-coded arrays."
-    n = len(x)
-    if n < 3: return np.nan
-    _, x = np.unique(x, return_inverse=True); _, y = np.unique(y, return_inverse=True)
-    r, k = x.max() + 1, y.max() + 1
-    if r < 2 or k < 2: return 0.0
-    t = np.bincount(x * k + y, minlength=r * k).reshape(r, k).astype(float)
-    e = np.outer(t.sum(1), t.sum(0)) / n
-    chi2 = ((t - e) ** 2 / e).sum()
-    phi2 = max(0.0, chi2 / n - (k - 1) * (r - 1) / (n - 1))
-    rc, kc = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
-    den = min(rc - 1, kc - 1)
-    return float(np.sqrt(min(1.0, phi2 / den))) if den > 0 else 0.0
-
-def _eta_from_sums(sums, counts, total_sq, n, groups) -> np.ndarray:
-    "Bias-adjusted correlation ratio from per-group sums and counts of centred values (arrays over columns)."
-    n = np.asarray(n, float)
-    tot = sums.sum(0)
-    ss_t = total_sq - tot ** 2 / np.maximum(n, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ss_b = np.where(counts > 0, sums ** 2 / np.where(counts > 0, counts, 1), 0).sum(0) - tot ** 2 / np.maximum(n, 1)
-        eta2 = np.where(ss_t > 1e-12 * np.maximum(total_sq, 1e-300), ss_b / ss_t, 0.0)
-        adj = 1 - (1 - eta2) * (n - 1) / (n - groups)
-    adj = np.where(n - groups > 0, adj, np.nan)
-    return np.sqrt(np.clip(adj, 0, 1))
-
-def correlation_ratio(values: np.ndarray,  # n × p numeric matrix (NaN = missing) or a length-n vector
-                      groups: np.ndarray,  # length-n integer group codes
-                     ) -> np.ndarray:
-    "Bias-adjusted correlation ratio η (0 = no difference between group means, 1 = the groups determine the value), per column."
-    X = np.asarray(values, dtype=float)
-    vec = X.ndim == 1
-    if vec: X = X[:, None]
-    g = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    G = g.max() + 1 if len(g) else 0
-    mask = ~np.isnan(X)
-    n = mask.sum(0)
-    with np.errstate(invalid="ignore"):
-        mean = np.where(n > 0, np.nansum(X, 0) / np.maximum(n, 1), 0)
-    Z = np.where(mask, X - mean, 0.0)
-    onehot = np.zeros((len(g), G)); onehot[np.arange(len(g)), g] = 1
-    sums, counts = onehot.T @ Z, onehot.T @ mask.astype(float)
-    out = _eta_from_sums(sums, counts, (Z ** 2).sum(0), n, (counts > 0).sum(0))
-    return out[0] if vec else out
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    "Spearman's ρ of two vectors, ignoring pairs with a missing value."
-    m = ~(np.isnan(x) | np.isnan(y))
-    if m.sum() < 3: return np.nan
-    rx, ry = pd.Series(x[m]).rank().to_numpy(), pd.Series(y[m]).rank().to_numpy()
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / den) if den > 0 else 0.0
-
-def associations(df: pd.DataFrame,           # the table, target included
-                 target: str,                # target column
-                 task: str|None = None,      # `classification` / `regression` (None = `infer_task`)
-                 max_levels: int = 50,       # categorical levels kept (the rest lumped together)
-                 max_rows: int = 200_000,    # larger tables are sampled to this many rows
-                 seed: int = 0,              # seed of that sample
-                ) -> pd.DataFrame:
-    "Association of each feature with the target, in [0, 1]: feature, kind, measure, association, levels; strongest first."
-    task = task or infer_task(df[target])
-    df = df[df[target].notna()]
-    if len(df) > max_rows:
-        df = df.iloc[np.sort(np.random.default_rng(seed).choice(len(df), max_rows, replace=False))]
-    feats = [c for c in df.columns if c != target]
-    kinds = {c: column_kind(df[c]) for c in feats}
-    num = [c for c in feats if kinds[c] == "numeric"]
-    cat = [c for c in feats if kinds[c] in ("categorical", "boolean")]
-    rows = []
-    if task == "classification":
-        yc, _ = _codes(df[target])
-        if num:
-            eta = correlation_ratio(df[num].astype("float64").to_numpy(), yc)
-            rows += [(c, "numeric", "correlation ratio", e, np.nan) for c, e in zip(num, eta)]
-        for c in cat:
-            xc, L = _codes(df[c], max_levels)
-            rows.append((c, kinds[c], "Cramér's V", cramers_v(xc, yc), L))
-    else:
-        y = df[target].astype("float64").to_numpy()
-        for c in num:
-            rho = _spearman(df[c].astype("float64").to_numpy(), y)
-            rows.append((c, "numeric", "|Spearman ρ|", abs(rho), np.nan))
-        for c in cat:
-            xc, L = _codes(df[c], max_levels)
-            rows.append((c, kinds[c], "correlation ratio", correlation_ratio(y, xc), L))
-    out = pd.DataFrame(rows, columns=["feature", "kind", "measure", "association", "levels"])
-    out["association"] = out["association"].astype(float).round(6)
-    out["levels"] = out["levels"].astype("Int64")
-    return out.sort_values("association", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
-
-# %% ../nbs/01_eda.ipynb #91f63af8
-def _purity(x: pd.Series, y: pd.Series, task: str) -> tuple[float, float]:
-    "Share of the rows in levels seen twice or more, and how far those levels determine the target (λ or adjusted η²)."
-    xc, L = _codes(x)
-    cnt = np.bincount(xc, minlength=L)
-    keep = cnt[xc] >= 2
-    n2 = int(keep.sum())
-    if n2 < 3: return n2 / max(len(x), 1), np.nan
-    xk = xc[keep]
-    if task == "classification":
-        yc, K = _codes(y)
-        yk = yc[keep]
-        u, c = np.unique(xk * K + yk, return_counts=True)
-        best = np.zeros(L); np.maximum.at(best, u // K, c)
-        maj = np.bincount(yk, minlength=K).max()
-        score = (best.sum() - maj) / (n2 - maj) if n2 > maj else np.nan
-    else:
-        score = correlation_ratio(y.astype("float64").to_numpy()[keep], xk) ** 2
-    return n2 / len(x), float(score)
-
+# %% ../nbs/01_eda.ipynb #324b7244
 def _id_like(s: pd.Series) -> str:
     "Why `s` looks like a row identifier, or `''`."
     n = len(s)
@@ -262,14 +121,22 @@ def _id_like(s: pd.Series) -> str:
     if np.all(np.mod(x, 1) == 0) and (s.is_monotonic_increasing or s.is_monotonic_decreasing): return "whole numbers counting up, unique per row"
     return ""
 
+def _suspect_score(ev: dict) -> float|None:
+    "The headline number of a leakage suspect's evidence (CV score, purity, η², |ρ| or gain share)."
+    if "single_column" in ev: return ev["single_column"]["cv_score"]
+    for k in ("purity", "eta_squared", "spearman"):
+        if k in ev.get("mapping", {}): return abs(ev["mapping"][k])
+    return ev.get("gain", {}).get("gain_share")
+
 def leakage_hints(df: pd.DataFrame,        # the table, target included
                   target: str,             # target column
                   assoc: pd.DataFrame|None = None, # `associations(df, target)` (computed when None)
                   task: str|None = None,   # `classification` / `regression` (None = `infer_task`)
-                  threshold: float = 0.95, # association (or purity) from which a feature is suspicious
-                  min_levels: int = 10,    # a deterministic mapping needs at least this many levels
+                  threshold: float = 0.95, # association from which a feature is a target proxy
+                  seed: int = 0,           # seed of the leakage checks' row sample and folds
                  ) -> list[dict]:
-    "Columns that look like target proxies, deterministic mappings of the target, row identifiers or constants."
+    "Columns that leak the target (`leakage.table_leakage`), target proxies, row identifiers or constants."
+    from mlops_nb.leakage import table_leakage
     task = task or infer_task(df[target])
     assoc = associations(df, target, task) if assoc is None else assoc
     hints, flagged = [], set()
@@ -278,21 +145,18 @@ def leakage_hints(df: pd.DataFrame,        # the table, target included
         flagged.add(col)
     if df[target].nunique() <= 1: add(target, "constant_target", None, "the target has a single value")
     for c in df.columns:
-        if c == target: continue
-        k = df[c].nunique(dropna=True)
-        if k <= 1: add(c, "constant", None, "all values missing" if k == 0 else f"a single value ({df[c].dropna().iloc[0]!r})")
-        elif why := _id_like(df[c]): add(c, "id_like", None, why)
+        if c != target and (k := df[c].nunique(dropna=True)) <= 1:
+            add(c, "constant", None, "all values missing" if k == 0 else f"a single value ({df[c].dropna().iloc[0]!r})")
+    try: suspects = table_leakage(df, target, seed=seed) if target not in flagged else []
+    except (DataError, ParamError) as e: suspects = add(target, "not_checked", None, f"leakage checks did not run: {e}") or []
+    for s in suspects:
+        for c in s["evidence"]["raw_columns"]:
+            if c in df.columns and c not in flagged: add(c, "leakage_suspect", _suspect_score(s["evidence"]), s["reason"])
+    for c in df.columns:
+        if c != target and c not in flagged and (why := _id_like(df[c])): add(c, "id_like", None, why)
     for r in assoc.itertuples():
         if r.feature not in flagged and pd.notna(r.association) and r.association >= threshold:
             add(r.feature, "target_proxy", r.association, f"{r.measure} with the target = {r.association:.3f}: the feature alone predicts the target")
-    dfy = df[df[target].notna()]
-    for c in dfy.columns:
-        if c == target or c in flagged or column_kind(dfy[c]) != "categorical": continue
-        if dfy[c].nunique() < min_levels: continue
-        cover, score = _purity(dfy[c], dfy[target], task)
-        if cover >= 0.5 and pd.notna(score) and score >= threshold:
-            add(c, "deterministic_mapping", score, f"{dfy[c].nunique()} levels that each map to (almost) one target value "
-                f"(purity {score:.3f} on the {cover:.0%} of rows in levels seen twice or more)")
     return hints
 
 # %% ../nbs/01_eda.ipynb #911d9ce8
@@ -343,7 +207,7 @@ def profile_data(df: pd.DataFrame,              # the table, target included
     num = numeric_summary(df)
     tgt = target_summary(df[target], task)
     assoc = associations(df, target, task, max_levels=max_levels, seed=seed)
-    hints = leakage_hints(df, target, assoc, task)
+    hints = leakage_hints(df, target, assoc, task, seed=seed)
     missing = int(cols["missing"].sum())
     prof = {"rows": int(len(df)), "columns": int(df.shape[1]), "target": str(target), "task": task,
             "missing_cells": missing, "missing_fraction": missing / max(df.size, 1),
@@ -411,23 +275,6 @@ def plot_numeric(df: pd.DataFrame, exclude: list = (), ncols: int = 4, max_plots
     fig.subplots_adjust(hspace=0.5, wspace=0.3)  # tight_layout costs a full extra draw of every axis
     return fig
 
-def plot_associations(assoc: pd.DataFrame, threshold: float = 0.95, top: int = 30):
-    "Horizontal bars of each feature's association with the target, the leakage threshold dashed."
-    plt = pyplot()
-    a = assoc.dropna(subset=["association"]).head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(6, max(1.6, 0.28 * len(a) + 1)))
-    colors = {"correlation ratio": "tab:blue", "Cramér's V": "tab:purple", "|Spearman ρ|": "tab:cyan"}
-    pos = np.arange(len(a))
-    for m in a["measure"].unique():  # one call per measure for the legend, numeric positions keep the strength order
-        sel = (a["measure"] == m).to_numpy()
-        ax.barh(pos[sel], a["association"].to_numpy()[sel], color=colors.get(m, "tab:gray"), label=m)
-    ax.set_yticks(pos, a["feature"].astype(str))
-    ax.axvline(threshold, color="tab:red", ls="--", lw=1)
-    ax.set_xlim(0, 1); ax.set_xlabel("association with the target")
-    if len(a): ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("feature-target association")
-    return fig
-
 # %% ../nbs/01_eda.ipynb #79bb23b9
 def _metrics(prof: dict) -> dict:
     "The headline numbers of a profile, for `summary.json` and the W&B summary."
@@ -447,13 +294,14 @@ def _metrics(prof: dict) -> dict:
 def run_eda(run_id: str = "",                      # run to work in ("" = latest run, or a new one)
             data: str = "data/raw/adult.data",     # CSV or Parquet table to profile (relative paths from the project root)
             target: str = "income",                # target column
-            test_data: str = "data/raw/adult.test", # optional test table to compare with ("" = none)
+            test_data: str|None = None,            # test table to compare with ("" = none; None = the data card's test file)
             sep: str = "",                         # CSV separator ("" = from the data card, else sniffed)
             na_values: list = [],                  # tokens read as missing ([] = core.DEFAULT_NA)
             wandb_mode: str = "",                  # W&B mode ("" = $WANDB_MODE, else online with a key, else offline)
            ) -> StageResult:
     "Profile the raw table: write `profile.json`, `associations.csv` and figures to `<run>/eda/`, log them to W&B."
     _wandb_mode(wandb_mode)
+    if test_data is None: test_data = data_defaults(data)["test_data"]
     df, test = load_tables(data, target, test_data, sep, na_values)
     prof, tables = profile_data(df, target, test)
     prof["data"] = {"path": str(data), "test_path": str(test_data) or None, "na_values": list(na_values) or "default"}

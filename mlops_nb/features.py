@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from .core import DataError, ParamError, StageResult, require, resolve_run, stage
+from .core import DataError, ParamError, StageResult, data_defaults, require, resolve_run, stage
+from .preprocess import NAT, utc_micros
 
 # %% auto #0
-__all__ = ['OTHER', 'parse_formula', 'compute_engineered', 'FeatureSpec', 'fit_spec', 'transform', 'encode_target',
-           'decode_target', 'xgb_feature_names', 'dmatrix', 'load_spec', 'load_xy', 'run_features']
+__all__ = ['DATETIME_PARTS', 'OTHER', 'SPEC_VERSIONS', 'parse_formula', 'compute_engineered', 'datetime_seconds',
+           'datetime_parts', 'FeatureSpec', 'fit_datetime', 'fit_spec', 'transform', 'encode_target', 'decode_target',
+           'xgb_feature_names', 'dmatrix', 'load_spec', 'load_xy', 'run_features']
 
 # %% ../nbs/03_features.ipynb #9ba7d381
 _OPS = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
@@ -56,8 +58,38 @@ def compute_engineered(df: pd.DataFrame, formula: dict) -> np.ndarray:
     out[~np.isfinite(out)] = np.nan
     return out
 
+# %% ../nbs/03_features.ipynb #f86cadf2
+DATETIME_PARTS = ("year", "month", "dayofweek", "hour", "elapsed_s")  # the features a datetime column can give
+
+def datetime_seconds(s: pd.Series,        # a datetime column: datetime64, or text in `fmt`
+                     fmt: str = "ISO8601", # the format recorded in the schema
+                    ) -> np.ndarray:
+    "UTC seconds since the epoch (float64); NaN for missing and unparsable values."
+    us = utc_micros(s, fmt)
+    sec = us / 1e6
+    sec[us == NAT] = np.nan
+    return sec
+
+def datetime_parts(sec: np.ndarray,   # UTC seconds since the epoch (NaN: missing)
+                   origin: float,     # the training minimum, in the same seconds
+                   parts: list|tuple = DATETIME_PARTS, # which parts
+                  ) -> dict:
+    "Calendar parts of UTC times: part name -> float64 values (NaN where the time is missing)."
+    ok = ~np.isnan(sec)
+    s = np.where(ok, sec, 0.0)
+    days = np.floor(s / 86400).astype(np.int64)
+    d = days.astype("datetime64[D]")
+    calc = {"year": lambda: d.astype("datetime64[Y]").astype(np.int64) + 1970,
+            "month": lambda: d.astype("datetime64[M]").astype(np.int64) % 12 + 1,
+            "dayofweek": lambda: (days + 3) % 7,           # 1970-01-01 was a Thursday; Monday = 0
+            "hour": lambda: np.floor((s - days * 86400) / 3600),
+            "elapsed_s": lambda: s - origin}
+    if ok.all(): return {p: calc[p]().astype(np.float64) for p in parts}
+    return {p: np.where(ok, calc[p]().astype(np.float64), np.nan) for p in parts}
+
 # %% ../nbs/03_features.ipynb #402d6e69
 OTHER = "__other__"  # the level that takes rare and unseen categories
+SPEC_VERSIONS = (1, 2) # FeatureSpec JSON versions this code reads
 
 @dataclass
 class FeatureSpec:
@@ -71,28 +103,59 @@ class FeatureSpec:
     missing_indicators: list     # columns that get a `<col>__missing` indicator
     features: list               # output columns, in order
     feature_types: list          # per output column: "q" (numeric) or "c" (category code)
-    version: int = 1             # format version
+    datetime: dict = field(default_factory=dict) # datetime source column -> {format, origin, origin_utc, parts, impute}
+    version: int = 2             # format version (1: no datetime columns; still read)
 
     @property
     def source_columns(self) -> list:
-        "The raw columns a row must have."
-        return [c for c in self.features if c in self.numeric or c in self.categorical]
+        "The raw columns a row must have, in feature order."
+        dts = {f"{c}__{p}": c for c, d in self.datetime.items() for p in d["parts"]}
+        return list(dict.fromkeys(f if f in self.numeric or f in self.categorical else dts[f]
+                                  for f in self.features if f in self.numeric or f in self.categorical or f in dts))
 
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "FeatureSpec": return cls(**json.loads(text))
+    def from_json(cls, text: str) -> "FeatureSpec": return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeatureSpec": return cls(**d)
+    def from_dict(cls, d: dict) -> "FeatureSpec":
+        "A spec from its JSON form, of format version 1 or 2."
+        if d.get("version", 1) not in SPEC_VERSIONS:
+            raise DataError(f"feature spec version {d.get('version')!r} is not supported (this version reads {SPEC_VERSIONS})")
+        if bad := sorted(set(d) - set(cls.__dataclass_fields__)): raise DataError(f"feature spec has unknown fields: {', '.join(bad)}")
+        return cls(**d)
 
 # %% ../nbs/03_features.ipynb #19f5111b
+def fit_datetime(s: pd.Series,         # a datetime column of the training split
+                 fmt: str = "ISO8601", # its format, from the schema
+                ) -> tuple[dict, bool]:
+    "The spec entry of a datetime column (format, origin, parts, imputation medians) and whether it has missing values."
+    sec = datetime_seconds(s, fmt)
+    ok = ~np.isnan(sec)
+    origin = float(sec[ok].min()) if ok.any() else 0.0
+    timed = bool(ok.any() and (sec[ok] % 86400 != 0).any())
+    parts = [p for p in DATETIME_PARTS if p != "hour" or timed]
+    impute = {p: float(np.median(v[ok])) if ok.any() else 0.0 for p, v in datetime_parts(sec, origin, parts).items()}
+    return {"format": fmt, "origin": origin, "origin_utc": pd.Timestamp(origin, unit="s", tz="UTC").isoformat(),
+            "parts": parts, "impute": impute}, not ok.all()
+
+def _check_engineered(f, train, cols, target, kinds):
+    "Raise when an engineered formula uses the target, a missing column or a non-numeric one."
+    for a in f["args"]:
+        if a == target: raise ParamError(f"engineered column {f['name']!r} uses the target {target!r}")
+        if a not in train.columns:
+            try: float(a)
+            except ValueError: raise DataError(f"engineered column {f['name']!r} uses {a!r}, which is not a column; available: {', '.join(cols)}") from None
+        elif kinds.get(a, "numeric") != "numeric": raise ParamError(f"engineered column {f['name']!r} uses the {kinds[a]} column {a!r}")
+
+# %% ../nbs/03_features.ipynb #f7998cf7
 def fit_spec(train: pd.DataFrame,          # the training split (raw columns and the target)
              schema: dict,                 # the schema written by the preprocess stage
              engineered: dict|list = {},   # name -> formula, e.g. {"net": "capital-gain - capital-loss"}
              min_category_count: int = 5,  # rarer levels go to __other__
              max_levels: int = 100,        # at most this many levels per categorical column
-             missing_indicators: bool = True, # add `<col>__missing` for numeric columns with missing values
+             missing_indicators: bool = True, # add `<col>__missing` for numeric and datetime columns with missing values
             ) -> FeatureSpec:
     "Fit a FeatureSpec on the training split."
     if min_category_count < 1: raise ParamError(f"min_category_count must be >= 1, got {min_category_count}")
@@ -100,7 +163,7 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
     target, cols = schema["target"], schema["columns"]
     miss = [c for c in cols if c not in train.columns]
     if miss: raise DataError(f"training split lacks schema columns: {', '.join(miss)}")
-    numeric, categorical, features, types, indicators = {}, {}, [], [], []
+    numeric, categorical, datetimes, features, types, indicators = {}, {}, {}, [], [], []
     for c, info in cols.items():
         s = train[c]
         if info["kind"] == "numeric":
@@ -108,6 +171,10 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
             numeric[c] = float(v.median()) if v.notna().any() else 0.0
             features.append(c); types.append("q")
             if missing_indicators and v.isna().any(): indicators.append(c)
+        elif info["kind"] == "datetime":
+            datetimes[c], has_missing = fit_datetime(s, info.get("format", "ISO8601"))
+            features += [f"{c}__{p}" for p in datetimes[c]["parts"]]; types += ["q"] * len(datetimes[c]["parts"])
+            if missing_indicators and has_missing: indicators.append(c)
         else:
             vc = s.dropna().astype(str).value_counts()
             vc = vc[vc >= min_category_count]
@@ -119,19 +186,16 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
     for name, text in items:
         f = parse_formula(text, name or "")
         if f["name"] in features or f["name"] == target: raise ParamError(f"engineered column {f['name']!r} clashes with an existing column")
-        for a in f["args"]:
-            if a == target: raise ParamError(f"engineered column {f['name']!r} uses the target {target!r}")
-            if a not in train.columns:
-                try: float(a)
-                except ValueError: raise DataError(f"engineered column {f['name']!r} uses {a!r}, which is not a column; available: {', '.join(cols)}") from None
-            elif a in categorical: raise ParamError(f"engineered column {f['name']!r} uses the categorical column {a!r}")
+        _check_engineered(f, train, cols, target, {c: i["kind"] for c, i in cols.items()})
         v = compute_engineered(train, f)
         f["impute"] = float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0
         eng.append(f); features.append(f["name"]); types.append("q")
     for c in indicators: features.append(f"{c}__missing"); types.append("q")
+    if dup := sorted({f for f in features if features.count(f) > 1}):
+        raise ParamError(f"feature name{'s' if len(dup) > 1 else ''} {', '.join(map(repr, dup))} would appear twice: rename the column")
     return FeatureSpec(target=target, task=schema["task"], classes=list(schema["classes"]), numeric=numeric,
                        categorical=categorical, engineered=eng, missing_indicators=indicators, features=features,
-                       feature_types=types)
+                       feature_types=types, datetime=datetimes)
 
 # %% ../nbs/03_features.ipynb #42d3452a
 def _codes(s: pd.Series, levels: list) -> np.ndarray:
@@ -164,13 +228,20 @@ def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             v = _numbers(df[c], c)
             raw[c] = v
             out[c] = np.where(np.isnan(v), spec.numeric[c], v)
-        else:
+        elif c in spec.categorical:
             out[c] = _codes(df[c], spec.categorical[c])
+        else:
+            d = spec.datetime[c]
+            raw[c] = datetime_seconds(df[c], d["format"])
+            for p, v in datetime_parts(raw[c], d["origin"], d["parts"]).items():
+                out[f"{c}__{p}"] = np.where(np.isnan(v), d["impute"][p], v)
     for f in spec.engineered:
         v = compute_engineered(df, f)
         out[f["name"]] = np.where(np.isnan(v), f["impute"], v)
     for c in spec.missing_indicators: out[f"{c}__missing"] = np.isnan(raw[c]).astype(np.float32)
-    return pd.DataFrame({k: np.asarray(out[k], dtype=np.float32) for k in spec.features}, index=df.index)
+    arr = np.empty((len(df), len(spec.features)), dtype=np.float32)   # one block: cheap to build for one row
+    for j, k in enumerate(spec.features): arr[:, j] = out[k]
+    return pd.DataFrame(arr, columns=list(spec.features), index=df.index)
 
 def encode_target(y: pd.Series, spec: FeatureSpec) -> np.ndarray:
     "Target as class indices (classification) or floats (regression)."
@@ -211,18 +282,19 @@ def load_xy(run_dir, split: str) -> tuple[pd.DataFrame, np.ndarray, FeatureSpec]
     return df[spec.features], y, spec
 
 def run_features(run_id: str = "",           # run to work in (empty: the latest run, or a new one)
-                 engineered: dict = {"net_capital_gain": "capital-gain - capital-loss"}, # name -> formula
+                 engineered: dict|list|None = None, # name -> formula (None: the data card's for the run's data)
                  min_category_count: int = 5, # rarer category levels go to __other__
                  max_levels: int = 100,      # at most this many levels per categorical column
-                 missing_indicators: bool = True, # add `<col>__missing` for numeric columns with missing values
+                 missing_indicators: bool = True, # add `<col>__missing` for numeric and datetime columns with missing values
                  wandb_mode: str = "",       # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
                 ) -> StageResult:
     "Fit the FeatureSpec on the training split and write it with the transformed splits."
-    if not isinstance(engineered, (dict, list)): raise ParamError(f"engineered must be a mapping of name to formula, got {engineered!r}")
-    params = dict(engineered=engineered, min_category_count=min_category_count, max_levels=max_levels,
-                  missing_indicators=missing_indicators)
+    if not isinstance(engineered, (dict, list, type(None))): raise ParamError(f"engineered must be a mapping of name to formula, got {engineered!r}")
     run_dir = resolve_run(run_id)
     prep = require(run_dir, "preprocess", wandb_mode=wandb_mode)
+    if engineered is None: engineered = data_defaults(prep.read_json("context.json")["params"].get("data", ""))["engineered"]
+    params = dict(engineered=engineered, min_category_count=min_category_count, max_levels=max_levels,
+                  missing_indicators=missing_indicators)
     schema = prep.read_json("schema.json")
     train, test = prep.read_parquet("train.parquet"), prep.read_parquet("test.parquet")
     spec = fit_spec(train, schema, engineered, min_category_count, max_levels, missing_indicators)
@@ -235,11 +307,14 @@ def run_features(run_id: str = "",           # run to work in (empty: the latest
         st.out.write_parquet("test.parquet", Xte)
         st.log_output(["feature_spec.json"], artifact="feature-spec", kind="feature-spec")
         st.metrics.update(features=len(spec.features), numeric=len(spec.numeric), categorical=len(spec.categorical),
-                          engineered=len(spec.engineered), missing_indicators=len(spec.missing_indicators),
+                          datetime=len(spec.datetime), engineered=len(spec.engineered), missing_indicators=len(spec.missing_indicators),
                           category_levels=int(sum(len(v) for v in spec.categorical.values())))
+    parts = {f"{c}__{p}": (c, p) for c, d in spec.datetime.items() for p in d["parts"]}
     table = pd.DataFrame({"type": spec.feature_types,
                           "detail": [f"{len(spec.categorical[f])} levels" if f in spec.categorical
-                                     else f"impute {spec.numeric[f]:g}" if f in spec.numeric else "" for f in spec.features]},
+                                     else f"impute {spec.numeric[f]:g}" if f in spec.numeric
+                                     else f"{parts[f][1]} of {parts[f][0]} (UTC), impute {spec.datetime[parts[f][0]]['impute'][parts[f][1]]:g}"
+                                     if f in parts else "" for f in spec.features]},
                          index=spec.features)
     return StageResult("features", run_dir, metrics=st.metrics, tables={"features": table},
                        data={"spec": spec, "X_train": Xtr, "X_test": Xte})

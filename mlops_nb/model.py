@@ -52,10 +52,12 @@ def as_array(X,                  # transformed rows: a frame with the spec's fea
 def predict_booster(booster,            # a trained XGBoost booster
                     X,                  # transformed rows: frame or float32 array in spec order
                     spec: FeatureSpec,  # the feature spec
+                    base_margin=None,   # per-row starting margin the trees were boosted from (None: none)
                    ) -> np.ndarray:
     "Predictions up to the best iteration: P(positive) (binary), (n, k) probabilities (multiclass), or values."
     arr = as_array(X, spec)
-    p = np.asarray(booster.inplace_predict(arr, iteration_range=(0, best_iteration(booster) + 1)))
+    kw = {} if base_margin is None else {"base_margin": np.asarray(base_margin, np.float32)}
+    p = np.asarray(booster.inplace_predict(arr, iteration_range=(0, best_iteration(booster) + 1), **kw))
     return p.reshape(len(arr), -1) if spec.task == "multiclass" else p.reshape(len(arr))
 
 # %% ../nbs/04a_model.ipynb #275f3b87
@@ -134,11 +136,23 @@ class ModelBundle:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         "Predictions for raw rows: `features.transform`, then the booster up to its best iteration."
-        return predict_booster(self.booster, transform(df, self.spec), self.spec)
+        return self.predict_features(transform(df, self.spec))
+
+    def margin(self, X) -> np.ndarray|None:
+        "The starting margin of transformed rows when the trees were boosted from a linear model (extras `base_margin`)."
+        if "base_margin" not in self.extras: return None
+        from mlops_nb.baselines import linear_margin
+        return linear_margin(self.extras["base_margin"], X, self.spec)
 
     def predict_features(self, X) -> np.ndarray:
         "Predictions for transformed rows (frame or float32 array in spec order)."
-        return predict_booster(self.booster, X, self.spec)
+        return predict_booster(self.booster, X, self.spec, self.margin(X))
+
+    def dmatrix(self, X):
+        "An XGBoost DMatrix of transformed rows with the bundle's base margin (for SHAP values and margins)."
+        from mlops_nb.features import dmatrix
+        m = self.margin(X)
+        return dmatrix(as_array(X, self.spec), self.spec, **({} if m is None else {"base_margin": m}))
 
     def decide(self, pred) -> np.ndarray:
         "Decisions: class labels (binary at the threshold, multiclass by argmax), or the values (regression)."

@@ -5,16 +5,20 @@
 # %% ../nbs/02_preprocess.ipynb #81c18887
 from __future__ import annotations
 
+import datetime as dt
+import re
+import warnings
+
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from .core import (DEFAULT_NA, DataError, ParamError, StageResult, read_table, resolve_path, resolve_run,
-                           stage)
+from .core import (DEFAULT_NA, DataError, ParamError, StageResult, data_defaults, read_table, resolve_path,
+                           resolve_run, stage)
 
 # %% auto #0
-__all__ = ['TASKS', 'clean_table', 'numeric_text', 'detect_task', 'class_order', 'infer_schema', 'validate', 'split_table',
-           'run_preprocess']
+__all__ = ['NAT', 'TASKS', 'clean_table', 'numeric_text', 'date_like', 'utc_micros', 'to_utc', 'datetime_format', 'detect_task',
+           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'run_preprocess']
 
 # %% ../nbs/02_preprocess.ipynb #32463885
 def clean_table(df: pd.DataFrame,       # raw table
@@ -50,6 +54,81 @@ def numeric_text(s: pd.Series,           # a column read as text
     ok = num.notna()
     if ok.mean() < min_numeric or ok.all(): return None
     return int((~ok).sum()), v[~ok].astype(str).unique()[:3].tolist()
+
+# %% ../nbs/02_preprocess.ipynb #fc138070
+_re_datelike = re.compile(r"\d{4}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}")
+_re_iso = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?")
+_EPOCH, _US = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.timedelta(microseconds=1)
+NAT = np.iinfo(np.int64).min  # the int64 that stands for a missing time
+
+def date_like(v) -> bool:
+    "Whether `v` is text that may hold a date: a four-digit year or d/m/yy digits, and not a number alone."
+    if not isinstance(v, str) or not _re_datelike.search(v): return False
+    try: float(v)
+    except ValueError: return True
+    return False
+
+def _micros(v) -> int:
+    "Microseconds since the epoch of a datetime-like value (naive = UTC)."
+    if not isinstance(v, dt.datetime) or v is pd.NaT:
+        v = pd.Timestamp(v)
+        if v is pd.NaT: return NAT
+    if v.tzinfo is None: v = v.replace(tzinfo=dt.timezone.utc)
+    return (v - _EPOCH) // _US
+
+def utc_micros(s: pd.Series,          # a column: text, datetime64 (naive or tz-aware) or Python datetimes
+               fmt: str = "ISO8601",  # the column's format: "ISO8601", a strptime format, or "mixed"
+              ) -> np.ndarray:
+    "UTC microseconds since the epoch (int64; `NAT` for missing values, numbers and text that does not parse)."
+    if ptypes.is_datetime64_any_dtype(s):
+        idx = pd.DatetimeIndex(s)
+        return (idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")).as_unit("us").asi8.copy()
+    vals = s.to_numpy(dtype=object)
+    out, rest = np.full(len(vals), NAT, dtype=np.int64), []
+    fast = fmt == "ISO8601" and len(vals) <= 32   # one row: Python's ISO parser, same result, no pandas overhead
+    for i, v in enumerate(vals):
+        if isinstance(v, str):
+            if fast and _re_iso.fullmatch(v):
+                try: out[i] = _micros(dt.datetime.fromisoformat(v)); continue
+                except ValueError: pass
+            if date_like(v): rest.append(i)
+        elif isinstance(v, (dt.date, np.datetime64)): out[i] = _micros(v)
+    if rest:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # "mixed": pandas warns about day-first guesses
+            out[rest] = pd.to_datetime(vals[rest], format=fmt, utc=True, errors="coerce").as_unit("us").asi8
+    return out
+
+def to_utc(s: pd.Series, fmt: str = "ISO8601") -> pd.Series:
+    "`s` as UTC datetimes (`datetime64[us, UTC]`); missing values, numbers and text that does not parse become NaT."
+    return pd.Series(utc_micros(s, fmt).astype("datetime64[us]"), index=s.index, name=s.name).dt.tz_localize("UTC")
+
+# %% ../nbs/02_preprocess.ipynb #d1facfa0
+def _share(vc: pd.Series, fmt: str) -> float:
+    "Share of the values (counted in `vc`) that parse as `fmt`."
+    ok = utc_micros(pd.Series(vc.index, dtype=object), fmt) != NAT
+    return float(vc.to_numpy()[ok].sum() / vc.sum())
+
+def datetime_format(s: pd.Series,         # a column of the cleaned table
+                    min_share: float = 0.95, # share of the non-missing values that must parse
+                   ) -> str|None:
+    "The format that makes `s` a datetime column (\"ISO8601\", a strptime format or \"mixed\"), or None."
+    if ptypes.is_datetime64_any_dtype(s): return "ISO8601"
+    if ptypes.is_numeric_dtype(s) or ptypes.is_bool_dtype(s): return None
+    vc = s.dropna().astype(object).value_counts(sort=False)
+    if vc.empty: return None
+    like = np.fromiter((date_like(v) for v in vc.index), bool, len(vc))
+    if vc.to_numpy()[like].sum() < min_share * vc.sum(): return None
+    from pandas.tseries.api import guess_datetime_format
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # "Parsing dates in %d/%m/%Y format when dayfirst=False"
+        guesses = [guess_datetime_format(v) for v in vc.index[like][:20]]
+    shares = {}
+    for fmt in ["ISO8601", *dict.fromkeys(g for g in guesses if g), "mixed"]:
+        shares[fmt] = _share(vc, fmt)
+        if shares[fmt] == 1.0: break
+    best = max(shares, key=shares.get)              # the first of the formats that parse the most values
+    return best if shares[best] >= min_share else None
 
 # %% ../nbs/02_preprocess.ipynb #8536b68c
 TASKS = ("binary", "multiclass", "regression")
@@ -91,7 +170,7 @@ def infer_schema(df: pd.DataFrame,       # cleaned training table
                  positive_class: str = "", # binary: the positive label ("" = 1/True, else the minority class)
                  max_levels: int = 1000, # most category levels recorded per column
                 ) -> dict:
-    "The schema of a table: per column its kind, dtype, missing share, range or levels; the task and classes."
+    "The schema of a table: per column its kind (numeric, categorical, datetime), dtype, missing share, range or levels; the task and classes."
     if task and task not in TASKS: raise ParamError(f"task {task!r} is not one of {', '.join(TASKS)} (or '' to detect)")
     task = task or detect_task(df[target])
     if task == "regression" and not ptypes.is_numeric_dtype(df[target]):
@@ -101,7 +180,13 @@ def infer_schema(df: pd.DataFrame,       # cleaned training table
         if c == target: continue
         s = df[c]
         info = {"dtype": str(s.dtype), "missing": round(float(s.isna().mean()), 6), "n_unique": int(s.nunique())}
-        if ptypes.is_bool_dtype(s) or not ptypes.is_numeric_dtype(s):
+        if fmt := datetime_format(s):
+            t = to_utc(s, fmt)
+            info.update(kind="datetime", format=fmt, missing=round(float(t.isna().mean()), 6),
+                        unparsed=int((t.isna() & s.notna()).sum()), n_unique=int(t.nunique()),
+                        min=t.min().isoformat() if t.notna().any() else None,
+                        max=t.max().isoformat() if t.notna().any() else None)
+        elif ptypes.is_bool_dtype(s) or not ptypes.is_numeric_dtype(s):
             vc = s.dropna().astype(str).value_counts()
             info.update(kind="categorical", levels=sorted(vc.index[:max_levels].tolist()))
         else:
@@ -110,6 +195,19 @@ def infer_schema(df: pd.DataFrame,       # cleaned training table
         cols[c] = info
     return {"target": target, "task": task, "classes": class_order(df[target], task, positive_class),
             "target_dtype": str(df[target].dtype), "columns": cols}
+
+# %% ../nbs/02_preprocess.ipynb #bbd4d40b
+def parse_datetimes(df: pd.DataFrame, # a cleaned table
+                    schema: dict,     # its schema (from `infer_schema` on the training table)
+                   ) -> tuple[pd.DataFrame, int]:
+    "The table with the schema's datetime columns as UTC datetimes, and the count of values that did not parse."
+    df, n = df.copy(), 0
+    for c, info in schema["columns"].items():
+        if info["kind"] != "datetime" or c not in df.columns: continue
+        t = to_utc(df[c], info["format"])
+        n += int((t.isna() & df[c].notna()).sum())
+        df[c] = t
+    return df, n
 
 # %% ../nbs/02_preprocess.ipynb #72dfdaea
 def validate(train: pd.DataFrame,          # cleaned training table
@@ -158,7 +256,8 @@ def split_table(df: pd.DataFrame,      # cleaned table with the target
     for name, col in (("time_column", time_column), ("group_column", group_column)):
         if col and col not in df.columns: raise ParamError(f"{name} {col!r} is not a column; available: {', '.join(df.columns)}")
     if time_column:
-        t = pd.to_datetime(df[time_column], errors="coerce") if not ptypes.is_numeric_dtype(df[time_column]) else df[time_column]
+        s = df[time_column]
+        t = s if ptypes.is_numeric_dtype(s) else to_utc(s, datetime_format(s, min_share=0.0))  # its best format
         if t.isna().any(): raise DataError(f"time_column {time_column!r} has {int(t.isna().sum())} missing or unparsable values")
         order = np.argsort(t.to_numpy(), kind="stable")
         n_test = max(1, int(round(len(df) * test_size)))
@@ -203,10 +302,37 @@ def _align_test_dtypes(test: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
     return test
 
 # %% ../nbs/02_preprocess.ipynb #c59dd399
+def _split(train, test, schema, test_data, test_size, seed, time_column, group_column):
+    "The train and test tables (datetimes parsed), the split method and the count of unparsed datetime values."
+    target = schema["target"]
+    train, n_bad = parse_datetimes(train, schema)
+    if test is None:
+        train, test, how = split_table(train, target, schema["task"], test_size, seed, time_column, group_column)
+        return train, test, how, n_bad
+    test, n_bad_test = parse_datetimes(_align_test_dtypes(test, train), schema)
+    if schema["task"] != "regression":
+        unseen = sorted(set(map(str, test[target].dropna().unique())) - set(map(str, schema["classes"])))
+        if unseen: raise DataError(f"target column {target!r} in {test_data} has labels not seen in training: {', '.join(unseen)}")
+    return train, test, f"test file {test_data}", n_bad + n_bad_test
+
+def _metrics(schema: dict, train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    "The stage's metrics: rows, features by kind, task and class balance, what cleaning changed."
+    rep, kinds = schema["cleaning"], [v["kind"] for v in schema["columns"].values()]
+    m = {"train_rows": len(train), "test_rows": len(test), "features": len(schema["columns"]),
+         "datetime_columns": kinds.count("datetime"), "task": schema["task"],
+         "duplicates_dropped": rep["duplicates_dropped"], "na_tokens": rep["na_tokens"],
+         "datetime_unparsed": rep["datetime_unparsed"]}
+    if schema["task"] == "binary":
+        pos = schema["classes"][1]
+        m.update(positive_class=str(pos), train_positive_rate=round(float((train[schema["target"]] == pos).mean()), 6))
+    elif schema["task"] == "multiclass": m["classes"] = len(schema["classes"])
+    return m
+
+# %% ../nbs/02_preprocess.ipynb #a6d6473e
 def run_preprocess(run_id: str = "",            # run to work in (empty: the latest run, or a new one)
                    data: str = "data/raw/adult.data", # training table (CSV or Parquet)
                    target: str = "income",      # target column
-                   test_data: str = "data/raw/adult.test", # holdout table (empty: split one off `data`)
+                   test_data: str|None = None,  # holdout table (None: the data card's test file for `data`; "": split one off `data`)
                    sep: str = "",               # CSV separator (empty: detect)
                    na_values: list = [],        # tokens meaning missing (empty: core.DEFAULT_NA)
                    task: str = "",              # empty to detect, or binary, multiclass, regression
@@ -221,6 +347,7 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
                    wandb_mode: str = "",        # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
                   ) -> StageResult:
     "Validate, clean and split the table; write train/test Parquet and the schema."
+    if test_data is None: test_data = data_defaults(data)["test_data"]
     params = dict(data=data, target=target, test_data=test_data, sep=sep, na_values=list(na_values), task=task,
                   positive_class=positive_class, drop_columns=list(drop_columns),
                   drop_missing_target=drop_missing_target, test_size=test_size, time_column=time_column,
@@ -236,13 +363,8 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
     train = train.drop_duplicates()
     rep["duplicates_dropped"] = n0 - len(train)
     schema = infer_schema(train, target, task, positive_class)
-    if test is None:
-        train, test, how = split_table(train, target, schema["task"], test_size, seed, time_column, group_column)
-    else:
-        test, how = _align_test_dtypes(test, train), f"test file {test_data}"
-        if schema["task"] != "regression":
-            unseen = sorted(set(map(str, test[target].dropna().unique())) - set(map(str, schema["classes"])))
-            if unseen: raise DataError(f"target column {target!r} in {test_data} has labels not seen in training: {', '.join(unseen)}")
+    train, test, how, rep["datetime_unparsed"] = _split(train, test, schema, test_data, test_size, seed,
+                                                        time_column, group_column)
     if sample_rows:
         train = train.sample(n=min(sample_rows, len(train)), random_state=seed)
         test = test.sample(n=min(sample_rows, len(test)), random_state=seed)
@@ -259,15 +381,9 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
         st.out.write_parquet("test.parquet", test)
         st.out.write_json("schema.json", schema)
         st.log_output(["train.parquet", "test.parquet", "schema.json"], artifact="splits")
-        m = {"train_rows": len(train), "test_rows": len(test), "features": len(schema["columns"]),
-             "task": schema["task"], "duplicates_dropped": rep["duplicates_dropped"], "na_tokens": rep["na_tokens"]}
-        if schema["task"] == "binary":
-            pos = schema["classes"][1]
-            m.update(positive_class=str(pos), train_positive_rate=round(float((train[target] == pos).mean()), 6))
-        elif schema["task"] == "multiclass": m["classes"] = len(schema["classes"])
-        st.metrics.update(m)
-    kinds = pd.Series({c: v["kind"] for c, v in schema["columns"].items()}, name="kind")
-    table = pd.DataFrame({"kind": kinds, "dtype": [schema["columns"][c]["dtype"] for c in kinds.index],
-                          "missing": [schema["columns"][c]["missing"] for c in kinds.index]})
+        st.metrics.update(_metrics(schema, train, test))
+    cols = schema["columns"]
+    table = pd.DataFrame({"kind": [v["kind"] for v in cols.values()], "dtype": [v["dtype"] for v in cols.values()],
+                          "missing": [v["missing"] for v in cols.values()]}, index=list(cols))
     return StageResult("preprocess", run_dir, metrics=st.metrics, tables={"schema": table},
                        data={"train": train, "test": test, "schema": schema})

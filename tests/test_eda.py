@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sample_data import make_table, wandb_summary
@@ -35,16 +36,31 @@ def test_adult_sample(project):
 
 def test_leaky_column_is_hinted(project):
     df = read_table("data/raw/adult.data")
-    df["income_flag"] = (df["income"] == ">50K").map({True: "high", False: "low"})  # a copy of the target
+    rich = (df["income"] == ">50K").to_numpy()
+    df["income_flag"] = np.where(rich, "high", "low")                               # a copy of the target
+    df["bonus_paid"] = np.where(rich, np.random.default_rng(0).lognormal(8, 1, len(df)), 0.0)  # known after the outcome
     df.insert(0, "row_id", range(100_000, 100_000 + len(df)))                       # an identifier
     df.to_csv(project/"data/raw/leaky.csv", index=False)
     res = run_eda(data="data/raw/leaky.csv", test_data="", wandb_mode="disabled")
     hints = {h["column"]: h for h in res.out.read_json("profile.json")["leakage_hints"]}
-    assert hints["income_flag"]["kind"] == "target_proxy" and hints["income_flag"]["score"] > 0.99
+    assert set(hints) == {"income_flag", "bonus_paid", "row_id"}
+    for c in ("income_flag", "bonus_paid"):                                         # found by what they do
+        assert hints[c]["kind"] == "leakage_suspect" and hints[c]["score"] == 1.0
+        assert hints[c]["detail"].startswith(f"{c!r} alone predicts the target: a one-column model reaches CV roc_auc")
     assert hints["row_id"]["kind"] == "id_like"
-    assert set(hints) == {"income_flag", "row_id"}
-    assert res.metrics["n_leakage_hints"] == 2 and "test_rows" not in res.metrics
+    assert res.metrics["n_leakage_hints"] == 3 and "test_rows" not in res.metrics
     assert res.tables["associations"]["feature"].iloc[0] == "income_flag"
+    assert list(res.tables["leakage"]["column"]) == ["income_flag", "bonus_paid", "row_id"]
+
+
+def test_function_of_regression_target_is_hinted(project):
+    df = make_table("regression", n=400)
+    df["target_x3"] = 3 * df["target"] + np.random.default_rng(0).normal(0, 0.1, len(df))
+    df.to_parquet(project/"data/raw/reg.parquet", index=False)
+    res = run_eda(data="data/raw/reg.parquet", target="target", test_data="", wandb_mode="disabled")
+    hints = res.out.read_json("profile.json")["leakage_hints"]
+    assert [(h["column"], h["kind"]) for h in hints] == [("target_x3", "leakage_suspect")]
+    assert hints[0]["score"] >= 0.99
 
 
 def test_regression_parquet(project):

@@ -1,4 +1,5 @@
 """End to end: the real stage notebooks through `mlops-nb run` on a small Adult sample, W&B offline, read back."""
+import inspect
 import json
 import os
 import subprocess
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlops_nb import core
-from sample_data import wandb_summary
+from mlops_nb.pipeline import run_pipeline
+from sample_data import make_table, wandb_summary
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -35,6 +37,7 @@ def test_pipeline_to_features(project):
         assert (run_dir/st["notebook"]).is_file() and (run_dir/st["html"]).is_file()
         assert core.stage_dir(run_dir, stage).exists()
         core.stage_dir(run_dir, stage).verify()
+        assert core.stale_reason(run_dir, stage) == ""      # what ran is what the runner recorded: nothing re-runs
     # the stages' own metrics, on the 2000/1000-row sample of the project fixture
     assert s["metrics"]["eda"]["rows"] == 2000
     assert s["metrics"]["preprocess"]["train_rows"] == 2000 and s["metrics"]["preprocess"]["test_rows"] == 1000
@@ -66,3 +69,42 @@ def test_pipeline_to_features(project):
     assert s["status"] == "failed" and s["stages"]["preprocess"]["status"] == "failed"
     assert core.stage_dir(run_dir, "preprocess").manifest == before
     assert s["metrics"]["preprocess"]["train_rows"] == 2000
+
+
+def test_failed_run_is_not_continued_on_adult(project):
+    """Issue 7: after a run on another table failed at EDA, `--from features --to train` must not train on Adult."""
+    make_table("multiclass").to_csv(project/"data"/"wine.csv", index=False)
+    s = run_pipeline({"data": "data/wine.csv", "target": "no_such_col"}, html=False, echo=False)
+    assert s["status"] == "failed" and s["error"]["stage"] == "eda", s.get("error")
+    rid = s["run_id"]
+    s = run_pipeline(from_stage="features", to_stage="train", run_id=rid, html=False, echo=False)
+    # features needs preprocess, which runs with the run's parameters and fails with the truthful error
+    assert s["status"] == "failed" and s["error"]["stage"] == "features"
+    assert s["error"]["ename"] == "DataError"
+    assert "'no_such_col'" in s["error"]["evalue"] and "wine.csv" in s["error"]["evalue"]
+    assert "x0, x1" in s["error"]["evalue"]                 # the columns the table does have
+    run = core.runs_dir()/rid
+    assert not any((run/st).exists() for st in ("preprocess", "features", "train"))
+    assert s["stages"]["train"]["status"] == "skipped"
+
+
+def test_run_on_another_table_continues_with_its_parameters(project):
+    """Issue 7: after a run on another table, `--from features --to train --run-id RUN` works (no Adult columns)."""
+    make_table("binary").to_csv(project/"data"/"t.csv", index=False)
+    s = run_pipeline({"data": "data/t.csv", "target": "target", "n_folds": 2, "max_rounds": 200},
+                     to_stage="preprocess", run_id="t", html=False, echo=False)
+    assert s["status"] == "ok", s.get("error")
+    run = core.runs_dir()/"t"
+    assert s["stages"]["train"]["parameters"]["n_folds"] == 2          # recorded for a stage not run yet
+    # a stage function called from Python in that run: the features it needs are made with the run's parameters
+    from mlops_nb.train import run_train
+    res = run_train(run_id="t", n_folds=2, max_rounds=200, wandb_mode="disabled")
+    spec = core.stage_dir(run, "features").read_json("feature_spec.json")
+    assert spec["target"] == "target" and not spec["engineered"], spec["engineered"]
+    assert res.metrics
+    # the runner continues the run with its recorded parameters
+    s = run_pipeline(from_stage="features", to_stage="train", run_id="t", html=False, echo=False)
+    assert s["status"] == "ok", s.get("error")
+    assert core.stage_dir(run, "train").read_json("context.json")["params"]["n_folds"] == 2
+    assert "net_capital_gain" not in core.stage_dir(run, "features").read_text("feature_spec.json")
+    assert all(core.stale_reason(run, st) == "" for st in ("preprocess", "features", "train"))

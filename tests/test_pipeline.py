@@ -2,15 +2,20 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from mlops_nb import core
-from mlops_nb.pipeline import main, run_pipeline
+from mlops_nb.cli import main
+from mlops_nb.pipeline import run_pipeline
+from sample_data import table_run
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -19,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 EDA_PARAMS = '''run_id = ""                      # run ("" = latest run, or a new one)
 data = "data/raw/adult.data"     # table
-test_data = "data/raw/adult.test"  # test table ("" = none)
+test_data = None                 # test table (None = the data card's)
 n = 3                            # an integer
 rate = 0.5                       # a float
 flag = False                     # a boolean
@@ -37,7 +42,7 @@ print("eda done with n =", n)'''
 
 PRE_PARAMS = '''run_id = ""            # run
 target = "income"      # target column
-engineered = ["a = b"] # engineered columns
+engineered = None      # engineered columns (None = the data card's)
 wandb_mode = ""        # W&B mode'''
 
 PRE_BODY = '''from mlops_nb import core
@@ -120,8 +125,9 @@ def test_run_ok(fake_nbs, capsys):
         assert st["status"] == "ok" and st["seconds"] > 0
         assert st["notebook"] == f"notebooks/{name}.ipynb" and st["html"] == f"notebooks/{name}.html"
         assert (run_dir/st["notebook"]).is_file() and (run_dir/st["html"]).is_file()
-    assert s["stages"]["eda"]["parameters"] == {"n": 5, "label": "007"}
-    assert s["stages"]["preprocess"]["parameters"] == {}
+    assert s["stages"]["eda"]["parameters"] == {"data": "data/raw/adult.data", "test_data": None, "n": 5, "rate": 0.5,
+                                                "flag": False, "label": "007", "items": ["a"], "wandb_mode": ""}
+    assert s["stages"]["preprocess"]["parameters"] == {"target": "income", "engineered": None, "wandb_mode": ""}
 
     # the executed notebook has the injected parameters and the outputs; the HTML shows them too
     nb = nbformat.read(str(run_dir/"notebooks/01_eda.ipynb"), as_version=4)
@@ -138,7 +144,7 @@ def test_param_types(fake_nbs):
     p = params_of()
     assert p["n"] == [50, "int"] and p["rate"] == [1.0, "float"] and p["flag"] == [True, "bool"]
     assert p["items"] == [["?", "NA"], "list"] and p["label"] == ["yes", "str"]
-    assert p["test_data"] == ["data/raw/adult.test", "str"]   # data given but equal to the default: nothing reset
+    assert p["test_data"] == [None, "NoneType"]
 
 
 def test_param_type_error(fake_nbs, capsys):
@@ -165,13 +171,26 @@ def test_config_file(fake_nbs, tmp_path):
     assert summary_of()["params"] == {"n": 8, "label": "hello", "items": ["?", "NA"]}
 
 
-def test_bring_your_own_data_defaults(fake_nbs):
-    assert main(["run", "--no-html", "-p", "data", "data/raw/mine.csv", "-p", "sensitive", "[grp]"]) == 0
+def test_reused_run_keeps_its_parameters(fake_nbs):
+    # a run about another table, stopped after eda: every stage's parameters are recorded, not only eda's
+    assert main(["run", "--to", "eda", "--no-html", "-p", "data", "data/raw/mine.csv", "-p", "target", "label",
+                 "-p", "sensitive", "[grp]"]) == 0
     s = summary_of()
-    assert s["stages"]["eda"]["parameters"] == {"data": "data/raw/mine.csv", "test_data": ""}
-    assert s["stages"]["preprocess"]["parameters"] == {"engineered": []}
-    assert s["stages"]["features"]["parameters"] == {"sensitive": ["grp"]}
-    assert params_of()["test_data"] == ["", "str"]
+    rid = s["run_id"]
+    assert s["stages"]["eda"]["parameters"]["data"] == "data/raw/mine.csv"
+    assert s["stages"]["preprocess"] == {"status": "not run", "parameters": {"target": "label", "engineered": None, "wandb_mode": ""}}
+    assert s["stages"]["features"]["parameters"] == {"sensitive": ["grp"], "wandb_mode": ""}
+    assert params_of()["test_data"] == [None, "NoneType"]        # no Adult test file injected into a run about mine.csv
+    assert core.recorded_params(core.runs_dir()/rid, "preprocess", takes=["target", "engineered"]) == \
+        {"target": "label", "engineered": None, "wandb_mode": ""}
+    # --from on that run: its recorded parameters are the defaults, -p overrides them
+    assert main(["run", "--from", "preprocess", "--run-id", rid, "--no-html", "-p", "sensitive", "[]"]) == 0
+    s = summary_of(rid)
+    assert core.stage_dir(core.runs_dir()/rid, "preprocess").read_json("schema.json")["target"] == "label"
+    assert s["stages"]["features"]["parameters"]["sensitive"] == []
+    assert s["stages"]["eda"]["parameters"]["data"] == "data/raw/mine.csv" and s["stages"]["eda"]["status"] == "ok"
+    nb = nbformat.read(str(core.runs_dir()/rid/"notebooks/02_preprocess.ipynb"), as_version=4)
+    assert 'target = "label"' in next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
 
 
 def test_failure(fake_nbs, capsys):
@@ -247,3 +266,99 @@ def test_cli_entry_points(fake_nbs):
     r = subprocess.run([sys.executable, "-m", "mlops_nb", "run", "-p", "target", "x", "--from", "preprocess"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "preprocess failed: DataError" in r.stderr
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from mlops_nb import core
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+with core.stage("demo", {"who": "first"}, run_id="locked", wandb_mode="disabled") as st:
+    st.out.write_json("who.json", {"who": "first"})
+    ready.write_text(str(st.out.path))
+    while not go.exists(): time.sleep(0.05)
+"""
+
+
+def start_holder(tmp_path):
+    """Another process inside `stage("demo")` of run `locked`, until the returned `go` file exists."""
+    ready, go = tmp_path/"ready", tmp_path/"go"
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(ready), str(go)])
+    for _ in range(1200):
+        if ready.exists() and ready.read_text(): break
+        assert p.poll() is None, "the holder process died"
+        time.sleep(0.05)
+    return p, Path(ready.read_text()), go
+
+
+def test_second_process_fails_naming_the_holder(project, tmp_path):
+    p, staging, go = start_holder(tmp_path)
+    try:
+        with pytest.raises(core.ParamError, match=rf"stage demo of run locked is held by process {p.pid}"):
+            with core.stage("demo", {"who": "second"}, run_id="locked", wandb_mode="disabled", lock_timeout=0.5):
+                pass
+        assert (staging/"who.json").is_file()          # the first one's staging folder is left alone
+    finally:
+        go.write_text("go")
+        p.wait(120)
+    assert p.returncode == 0
+    assert core.stage_dir(core.runs_dir()/"locked", "demo").read_json("who.json") == {"who": "first"}
+
+
+def test_second_process_waits_for_the_holder(project, tmp_path):
+    p, staging, go = start_holder(tmp_path)
+    timer = threading.Timer(1.0, lambda: go.write_text("go"))
+    timer.start()
+    try:
+        with core.stage("demo", {"who": "second"}, run_id="locked", wandb_mode="disabled", lock_timeout=120) as st:
+            # the lock is ours only once the first one committed
+            assert core.stage_dir(core.runs_dir()/"locked", "demo").read_json("who.json") == {"who": "first"}
+            st.out.write_json("who.json", {"who": "second"})
+    finally:
+        timer.cancel(); go.write_text("go"); p.wait(120)
+    assert p.returncode == 0
+    run = core.runs_dir()/"locked"
+    assert core.stage_dir(run, "demo").read_json("who.json") == {"who": "second"}
+    assert [q.name for q in run.iterdir() if q.name.startswith(".")] == []
+
+
+def test_interrupted_commit_is_recovered(project):
+    run = core.resolve_run("crash")
+    with core.stage("demo", {"v": 1}, run_dir=run, wandb_mode="disabled") as st: st.out.write_json("v.json", {"v": 1})
+    # a process died inside the commit: the old outputs moved aside, the new ones not renamed into place yet
+    os.replace(run/"demo", run/".old-demo-1a2b3c4d")
+    (run/".staging-demo-4242-deadbeef").mkdir()
+    assert not core.stage_dir(run, "demo").exists()
+    with core.stage_lock(run, "demo"): pass               # the next start of the stage
+    assert core.stage_dir(run, "demo").read_json("v.json") == {"v": 1}
+    assert [q.name for q in run.iterdir() if q.name.startswith(".")] == []
+    # it died after the new outputs were in place: the old folder left behind is removed
+    shutil.copytree(run/"demo", run/".old-demo-5e6f7a8b")
+    with core.stage("demo", {"v": 2}, run_dir=run, wandb_mode="disabled") as st: st.out.write_json("v.json", {"v": 2})
+    assert core.stage_dir(run, "demo").read_json("v.json") == {"v": 2}
+    assert [q.name for q in run.iterdir() if q.name.startswith(".")] == []
+
+
+def test_require_with_the_runs_parameters(project):
+    run = table_run(project, "binary", run_id="byod")     # preprocess and features on data/binary.csv, from Python
+    ctx = core.stage_dir(run, "features").read_json("context.json")
+    assert core.run_data(run).endswith("binary.csv") and core.stale_reason(run, "features") == ""
+    # an interrupted commit of features is rolled back by require, not re-run
+    os.replace(run/"features", run/".old-features-0badc0de")
+    assert core.require(run, "features", wandb_mode="disabled").read_json("context.json") == ctx
+    # the run now records other parameters for features (as `--from train -p min_category_count 2` does): re-run
+    core.update_summary(run, lambda s: s["stages"]["features"].update(parameters={"engineered": {}, "min_category_count": 2}))
+    assert "min_category_count=5, recorded 2" in core.stale_reason(run, "features")
+    core.require(run, "features", wandb_mode="disabled")
+    assert core.stage_dir(run, "features").read_json("context.json")["params"]["min_category_count"] == 2
+    assert core.stale_reason(run, "features") == ""
+    # train: the run about binary.csv records no parameters for it, so no defaults: the error names the stage to run
+    with pytest.raises(core.ParamError, match="mlops-nb run --from train --run-id byod"):
+        core.require(run, "train", wandb_mode="disabled")
+    # a scratch run is about no data yet: the stage defaults (the bundled data) apply
+    scratch = core.resolve_run("scratch")
+    assert core.run_data(scratch) is None
+    assert core.require(scratch, "preprocess", wandb_mode="disabled").read_json("schema.json")["target"] == "income"
+    assert core.run_data(scratch) == "data/raw/adult.data"
+    # then it is about the bundled data, whose defaults are the stages' defaults: features runs with them
+    assert "net_capital_gain" in core.require(scratch, "features", wandb_mode="disabled").read_text("feature_spec.json")

@@ -1,4 +1,4 @@
-"""Train and tune stages: three tasks end to end, bad input, W&B offline logging, and kill-and-resume of a study."""
+"""Train and tune stages: three tasks end to end, honest selection, bad input, W&B offline logging, trial failures and kill-and-resume of a study."""
 import json
 import os
 import signal
@@ -12,13 +12,18 @@ import pandas as pd
 import pytest
 
 from sample_data import adult_run, table_run, wandb_summary
+from mlops_nb.baselines import predict_baseline
 from mlops_nb.core import DataError, ParamError, read_summary, runs_dir, stage_dir
+from mlops_nb.cv import carve_valid, load_splits, read_oof
 from mlops_nb.features import load_xy
-from mlops_nb.train import (carve_valid, load_baselines, load_model, predict, predict_baseline, run_train, score)
+from mlops_nb.metrics import objective_score
+from mlops_nb.model import ModelBundle, load_run_bundle
+from mlops_nb.train import run_train
 from mlops_nb.tune import run_tune
 
-QUICK_TRAIN = dict(n_folds=3, max_rounds=300, early_stopping_rounds=20, wandb_mode="disabled")
-QUICK_TUNE = dict(n_trials=4, timeout=120, max_rounds=300, early_stopping_rounds=20, wandb_mode="disabled")
+QUICK_TRAIN = dict(cv_folds=3, max_rounds=300, early_stopping_rounds=20, wandb_mode="disabled")
+QUICK_TUNE = dict(n_trials=4, timeout=120, max_rounds=300, early_stopping_rounds=20, select_top_k=2, wandb_mode="disabled")
+FAST_TUNE = dict(select_top_k=1, refit_lr_factor=1.0, wandb_mode="disabled")   # selection: the best trial and the default
 
 
 def no_stage_left(run: Path, name: str):
@@ -40,53 +45,82 @@ def test_train_and_tune(project, kind, metric):
     run = table_run(project, kind)
     tr = run_train(run_id=kind, **QUICK_TRAIN)
     m = read_summary(run)["metrics"]["train"]
-    assert m["task"] == kind and m["cv"]["n_folds"] == 3 and m["train_rows_per_sec"] > 0
-    assert m["valid"][metric] < m["baselines"]["constant"][metric]          # XGBoost beats the constant baseline
-    assert {"mean_" + metric, "std_" + metric} <= set(m["cv"])
+    assert m["task"] == kind and m["objective"] == metric and m["row_rounds_per_sec"] > 0
+    assert m["cv"]["mean"] < m["baselines_cv"]["constant"]                  # XGBoost beats the constant baseline in CV
     out = stage_dir(run, "train")
     out.verify()
-    assert {"model.ubj", "model.json", "feature_spec.json", "baselines.json", "valid.parquet", "cv.json",
-            "learning_curve.png", "learning_curve.csv"} <= set(out.manifest)
-    assert not [p for p in out.path.iterdir() if p.suffix in (".pkl", ".pickle", ".joblib")]
+    assert {"model/manifest.json", "splits.parquet", "baselines.json", "valid.parquet", "cv.json", "oof.parquet",
+            "oof_linear.parquet", "oof_constant.parquet", "leakage.json", "learning_curve.png"} <= set(out.manifest)
+    assert not [p for p in out.path.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+    # splits are data: every row in one fold; the out-of-fold predictions score as cv.json says
+    splits = load_splits(run)
+    X, y, spec = load_xy(run, "train")
+    assert len(splits.frame) == len(y) and splits.n_folds == 3
+    cv = out.read_json("cv.json")
+    oof = read_oof(out.read_parquet("oof.parquet"))
+    for k, (_, te) in enumerate(splits.folds()):
+        assert objective_score(kind, y[te], oof[te]) == pytest.approx(cv["default"]["scores"][k], rel=1e-9)
 
-    # the saved model predicts like the in-memory one; the baselines load from JSON
-    X, y, spec = load_xy(run, "test")
-    booster, spec2, meta = load_model(run)
-    assert meta["stage"] == "train" and meta["refit"] is True and meta["task"] == kind
-    p = predict(booster, X, spec2)
-    np.testing.assert_allclose(p, predict(tr.data["booster"], X, spec), rtol=1e-6)
-    assert p.shape == ((len(X), 3) if kind == "multiclass" else (len(X),))
-    for b in load_baselines(run).values():
-        assert predict_baseline(b, X, spec).shape == p.shape
+    # the saved bundle predicts like the in-memory one; the baselines load from JSON
+    Xt, yt, _ = load_xy(run, "test")
+    b = load_run_bundle(run, "train")
+    assert b.meta["stage"] == "train" and b.task == kind and b.meta["trained_on_rows"] == len(y)
+    p = b.predict_features(Xt)
+    np.testing.assert_allclose(p, tr.data["bundle"].predict_features(Xt), rtol=1e-6)
+    assert p.shape == ((len(Xt), 3) if kind == "multiclass" else (len(Xt),))
+    for bl in out.read_json("baselines.json")["baselines"].values():
+        assert predict_baseline(bl, Xt, spec).shape == p.shape
 
     run_tune(run_id=kind, **QUICK_TUNE)
     t = read_summary(run)["metrics"]["tune"]
     assert t["n_trials"] == 4 and t["complete"] + t["pruned"] == 4 and not t["resumed"]
-    assert t["refit"]["method"] in ("5-fold cv", "valid") and "lowered" in t["refit"]
     tout = stage_dir(run, "tune")
     tout.verify()
-    assert {"model.ubj", "model.json", "feature_spec.json", "trials.csv", "trials.parquet", "best_params.json",
-            "selection.csv", "optimization_history.png", "valid.parquet"} <= set(tout.manifest)
-    sel = pd.read_csv(tout.file("selection.csv"))
-    assert sel["selected"].sum() == 1 and sel["cv_mean"].notna().all()     # the candidates re-scored by CV
-    trials = pd.read_csv(tout.file("trials.csv"))
-    assert len(trials) == 4 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
-    booster, _, meta = load_model(run)                                      # the tuned model wins
-    assert meta["stage"] == "tune" and meta["trained_on"] == "train+valid"
-    assert load_model(run, stage="train")[2]["stage"] == "train"
-    s = score(kind, y, predict(booster, X, spec), len(spec.classes))
-    assert np.isfinite(s[metric])
+    assert {"model/manifest.json", "selection.json", "oof.parquet", "trials.csv", "trials.parquet",
+            "optimization_history.png"} <= set(tout.manifest)
+    sel = tout.read_json("selection.json")
+    names = [c["name"] for c in sel["candidates"]]
+    assert "default" in names and sum(c["selected"] for c in sel["candidates"]) == 1
+    chosen = min(sel["candidates"], key=lambda c: c["cv_mean"])
+    assert chosen["selected"] and sel["selected"] == chosen["name"]            # the best cross-validated candidate
+    assert sel["beats_baselines"] == (chosen["cv_mean"] <= min(sel["baselines"].values()))
+    tb = load_run_bundle(run)                                                  # the tuned model wins
+    assert tb.meta["stage"] == "tune" and tb.meta["selected"] == sel["selected"]
+    assert np.isfinite(objective_score(kind, yt, tb.predict_features(Xt)))
     # the same command again: the study is complete, nothing new runs
     run_tune(run_id=kind, **QUICK_TUNE)
     t2 = read_summary(run)["metrics"]["tune"]
     assert t2["resumed"] and t2["finished_before"] == 4 and t2["n_trials"] == 4
 
 
+def test_selection_beats_the_linear_baseline_on_a_small_nearly_linear_table(project):
+    """On a small table whose log-odds are linear plus one strong threshold effect, trees alone lose to the logistic baseline
+    in cross-validation, and the selection still finds a candidate at least as good (trees boosted from it)."""
+    rng = np.random.default_rng(3)
+    n = 800
+    X = rng.normal(size=(n, 6))
+    score = X @ np.array([1.2, -0.8, 0.6, 0.0, 0.4, -0.3]) + 2.0 * (X[:, 3] > 0.5)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    df["target"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-score))).astype(int)
+    path = project/"data"/"linear.csv"
+    df.to_csv(path, index=False)
+    from mlops_nb.features import run_features
+    from mlops_nb.preprocess import run_preprocess
+    run_preprocess(run_id="lin", data=str(path), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="lin", engineered={}, wandb_mode="disabled")
+    run_train(run_id="lin", wandb_mode="disabled")
+    res = run_tune(run_id="lin", n_trials=30, timeout=60, wandb_mode="disabled")
+    sel = res.data["selection"]
+    trees_alone = [c["cv_mean"] for c in sel["candidates"] if c["origin"] != "boosted from the linear baseline"]
+    assert min(trees_alone) > sel["baselines"]["linear"]                   # the premise: trees alone lose here
+    assert sel["beats_baselines"], sel
+    assert sel["selected"] == "linear + shallow trees" and "base_margin" in res.data["bundle"].extras
+
+
 def test_tune_wandb_offline_logs_trials(project):
     """Each trial is logged to the stage's offline W&B run; the summary holds the tune metrics."""
     run = adult_run("wb")
-    run_tune(run_id="wb", n_trials=3, timeout=120, max_rounds=200, early_stopping_rounds=20, cv_folds=0,
-             wandb_mode="offline")
+    run_tune(run_id="wb", n_trials=3, timeout=120, max_rounds=200, early_stopping_rounds=20, **{**FAST_TUNE, "wandb_mode": "offline"})
     ctx = stage_dir(run, "tune").read_json("context.json")
     assert ctx["wandb_mode"] == "offline" and ctx["wandb_dir"]
     flat = json.dumps(wandb_summary(ctx["wandb_dir"]))
@@ -95,19 +129,34 @@ def test_tune_wandb_offline_logs_trials(project):
 
 def test_tune_timeout_stops_starting_trials(project):
     run = adult_run("to")
-    res = run_tune(run_id="to", n_trials=10_000, timeout=2, max_rounds=200, early_stopping_rounds=20,
-                   cv_folds=0, wandb_mode="disabled")
+    res = run_tune(run_id="to", n_trials=10_000, timeout=2, max_rounds=200, early_stopping_rounds=20, **FAST_TUNE)
     assert 1 <= res.metrics["n_trials"] < 10_000 and res.metrics["complete"] >= 1
     assert stage_dir(run, "tune").exists()
 
 
+def test_failing_trials_stop_the_search_with_the_first_error(project, monkeypatch):
+    """Trials that raise are not retried until the timeout: after max_failures in a row the stage fails with the first error."""
+    import mlops_nb.tune as tune
+    run = adult_run("tf")
+    run_train(run_id="tf", **QUICK_TRAIN)
+    calls = []
+    def broken(*a, **k):
+        calls.append(1)
+        raise ValueError("column 'age' exploded")
+    monkeypatch.setattr(tune, "fit_xgb", broken)
+    t0 = time.time()
+    with pytest.raises(DataError, match=r"3 failed trials in a row; the first failure: ValueError: column 'age' exploded"):
+        run_tune(run_id="tf", n_trials=50, timeout=300, n_jobs=1, **FAST_TUNE)
+    assert len(calls) == 3 and time.time() - t0 < 60
+    no_stage_left(run, "tune")
+
+
 def test_explicit_study_name_with_other_settings(project):
     adult_run("sn")
-    run_tune(run_id="sn", study_name="mine", n_trials=2, timeout=60, max_rounds=100, early_stopping_rounds=10,
-             cv_folds=0, wandb_mode="disabled")
+    run_tune(run_id="sn", study_name="mine", n_trials=2, timeout=60, max_rounds=100, early_stopping_rounds=10, **FAST_TUNE)
     with pytest.raises(ParamError, match="study_name 'mine'.*other settings"):
         run_tune(run_id="sn", study_name="mine", n_trials=2, timeout=60, max_rounds=100, early_stopping_rounds=10,
-                 cv_folds=0, search_space={"max_depth": ["int", 2, 3]}, wandb_mode="disabled")
+                 search_space={"max_depth": ["int", 2, 3]}, **FAST_TUNE)
 
 
 # -- bad input: a clear error before anything is written ----------------------------------------------------------
@@ -115,7 +164,8 @@ def test_explicit_study_name_with_other_settings(project):
 @pytest.mark.parametrize("kw,msg", [
     (dict(learning_rate=0), "learning_rate must be in"),
     (dict(valid_size=1.5), "valid_size must be between 0 and 1"),
-    (dict(n_folds=1), "n_folds must be 0"),
+    (dict(cv_folds=1), "cv_folds must be an integer >= 2"),
+    (dict(accept_leakage="age"), "accept_leakage must be a list"),
     (dict(max_depth=0), "max_depth must be an integer >= 1"),
     (dict(subsample=1.5), "subsample must be in"),
     (dict(max_rounds=0), "max_rounds must be an integer >= 1"),
@@ -142,19 +192,6 @@ def test_tune_rejects_bad_parameters(project, kw, msg):
     assert not runs_dir().exists()                      # no run, stage or study folder
 
 
-def _one_class_in_training_part(df):
-    """Keep one row of class 1, at a position `carve_valid` puts into the validation part."""
-    y = df["target"].to_numpy()
-    pos = np.nonzero(y == 1)[0]
-    keep = np.r_[np.nonzero(y == 0)[0], pos[:1]]
-    df = df.iloc[np.sort(keep)].reset_index(drop=True)
-    _, va = carve_valid(df["target"].to_numpy(), "binary", 0.15, 42)
-    one = int(np.nonzero(df["target"].to_numpy() == 1)[0][0])
-    if one not in va:                                                    # move the positive row into the validation part
-        df.loc[one, "target"], df.loc[int(va[0]), "target"] = 0, 1
-    return df
-
-
 def _rare_class_1(d):
     """Keep only three rows of class index 1 (the others become class 0)."""
     t = d["target"].to_numpy()
@@ -166,10 +203,9 @@ def _rare_class_1(d):
     ("regression", lambda d: d.assign(target=d["target"].where(d.index % 7 > 0)), {}, r"missing in \d+ of \d+ rows", True),
     ("binary", lambda d: d.assign(target=d["target"].astype(float).where(d.index != 3)), {}, "missing in 1 of", True),
     ("binary", lambda d: d.assign(target=0), {}, "single class of target 'target'", True),
-    ("binary", _one_class_in_training_part, dict(n_folds=0), "training part of the training split", True),
-    ("binary", lambda d: d.iloc[:6].assign(target=[0, 1] * 3), dict(n_folds=10),
-     "n_folds=10 but the training split has only 6 rows", False),
-    ("multiclass", _rare_class_1, dict(n_folds=5), "n_folds=5 needs at least 5 rows of every class, but class index 1 has 3", False),
+    ("binary", lambda d: d.iloc[:6].assign(target=[0, 1] * 3), dict(cv_folds=10),
+     "cv_folds=10 but the training split has only 6 rows", False),
+    ("multiclass", _rare_class_1, dict(cv_folds=5), "cv_folds=5 needs at least 5 rows of every class, but class index 1 has 3", False),
 ])
 def test_train_and_tune_reject_bad_data(project, kind, fn, kw, msg, tune_too):
     run = table_run(project, kind, run_id=f"bad-{kind}", n=200)
@@ -200,11 +236,12 @@ def _study_states(journal: Path) -> dict:
 
 def test_tune_resumes_after_kill(project):
     run = adult_run("kr")
+    run_train(run_id="kr", **QUICK_TRAIN)
     n = 16
     cmd = [sys.executable, "-c",
            "from mlops_nb.tune import run_tune; "
            f"run_tune(run_id='kr', n_trials={n}, timeout=600, search_space={{'learning_rate': 0.03}}, "
-           "max_rounds=2000, early_stopping_rounds=30, cv_folds=0, wandb_mode='disabled')"]
+           "max_rounds=2000, early_stopping_rounds=30, select_top_k=1, refit_lr_factor=1.0, wandb_mode='disabled')"]
     journal = run/"tune_study"/"study.journal"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     finished = 0
@@ -230,4 +267,4 @@ def test_tune_resumes_after_kill(project):
     m = read_summary(run)["metrics"]["tune"]
     assert m["resumed"] and m["n_trials"] == n and m["stale_trials_failed"] == before.get("RUNNING", 0)
     assert not list(run.glob(".staging-tune-*"))
-    load_model(run)
+    load_run_bundle(run, "tune")
