@@ -134,26 +134,15 @@ def gate_result(relative: dict, absolute: dict) -> dict:
             "notes": [f"{k}: {c['note']}" for k, c in checks.items() if c.get("skipped")]}
 
 # %% ../nbs/06_evaluate.ipynb #a6075abc
-def _legacy_bundle(path: Path, stage: str|None = None) -> ModelBundle:
-    "A model folder written before bundles (train.save_model) as a bundle; its threshold from its metadata or evaluation."
-    try: from mlops_nb.train import load_model
-    except ImportError: raise ArtifactError(f"no model bundle in {path} (looked in {', '.join(BUNDLE_STAGES)}): run the tune stage") from None
-    booster, spec, meta = load_model(path, stage)
-    thr = meta.get("threshold")
-    if thr is None and (path/"evaluate"/"gate.json").is_file(): thr = json.loads((path/"evaluate"/"gate.json").read_text()).get("threshold")
-    return ModelBundle(booster, spec, thr if spec.task == "binary" else None, meta=meta)
-
 def load_final(run_dir: Path) -> tuple[ModelBundle, str]:
     "The run's final model (the tune stage's bundle, else the train stage's) and the stage it comes from."
     for s in ("tune", "train"):
         if bundle_dir(run_dir, s).is_dir(): return load_run_bundle(run_dir, s), s
-    b = _legacy_bundle(run_dir)
-    return b, b.meta.get("stage") or "train"
+    raise ArtifactError(f"no model bundle in run {Path(run_dir).name} (tune/model or train/model): run the tune stage")
 
 def _has_model(path: Path) -> bool:
-    "The folder is a bundle, a run with a bundle, or holds a model written before bundles."
-    if (path/"bundle.json").is_file() or any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return True
-    return any((p/"model.ubj").is_file() and (p/"feature_spec.json").is_file() for p in (path, path/"tune", path/"train"))
+    "The folder is a model bundle, or a run with one."
+    return (path/"bundle.json").is_file() or any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES)
 
 def resolve_reference(compare_to: str) -> Path|None:
     "The folder of the model named by `compare_to` (a run id, a run folder or a bundle folder), checked to hold a model."
@@ -167,10 +156,8 @@ def resolve_reference(compare_to: str) -> Path|None:
     return path
 
 def load_reference(path: Path) -> ModelBundle:
-    "The model in `path`: a bundle folder, a run's bundle (evaluate, else tune, else train), or an older model folder."
-    if (path/"bundle.json").is_file(): return ModelBundle.load(path)
-    if any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return load_run_bundle(path)
-    return _legacy_bundle(path)
+    "The model in `path`: a bundle folder, or a run's bundle (evaluate, else tune, else train)."
+    return ModelBundle.load(path) if (path/"bundle.json").is_file() else load_run_bundle(path)
 
 # %% ../nbs/06_evaluate.ipynb #3d3d6d91
 def _pred_columns(d: pd.DataFrame, k: int) -> np.ndarray:
@@ -189,18 +176,12 @@ def oof_predictions(run_dir: Path, k: int = 2) -> tuple|None:
                     f"the {s} stage's out-of-fold predictions of the training rows (each row predicted by a model fitted without it)")
     return None
 
-def validation_rows(run_dir: Path, y_train) -> np.ndarray:
-    "Positions in features/train.parquet of the validation split: train/splits.parquet, else re-drawn as train did."
-    ad = stage_dir(run_dir, "train")
-    if "splits.parquet" in ad.manifest:
-        s = ad.read_parquet("splits.parquet")
-        return np.sort(s.loc[s["valid"].astype(bool), "row"].to_numpy())
-    try: from mlops_nb.train import carve_valid                 # runs whose train stage predates splits.parquet
-    except ImportError: carve_valid = None
-    if carve_valid is None or "context.json" not in ad.manifest:
-        raise DataError(f"no validation split: {ad.path} has no splits.parquet (run the train stage)")
-    p = ad.read_json("context.json")["params"]
-    return np.asarray(carve_valid(y_train, "binary", p["valid_size"], p["seed"])[1])
+def validation_rows(run_dir: Path) -> np.ndarray:
+    "Positions in features/train.parquet of the run's validation split (`train/splits.parquet`)."
+    if "splits.parquet" not in stage_dir(run_dir, "train").manifest:
+        raise DataError(f"no validation split: {Path(run_dir)/'train'} has no splits.parquet (run the train stage)")
+    from mlops_nb.cv import load_splits
+    return load_splits(run_dir).valid
 
 def _threshold_rows(run_dir: Path, bundle: ModelBundle, stage_name: str, Xtr, ytr) -> tuple:
     "Rows, labels and model predictions to choose the threshold on, and a sentence saying where they come from."
@@ -213,7 +194,7 @@ def _threshold_rows(run_dir: Path, bundle: ModelBundle, stage_name: str, Xtr, yt
             return (v["row"].to_numpy(), ytr[v["row"].to_numpy()], _pred_columns(v, 2),
                     f"the {stage_name} stage's validation predictions (validation split of the training data)")
     refit = " (in-sample: the final model was refit on them, so the threshold may be optimistic)" if bundle.meta.get("refit") else ""
-    vidx = validation_rows(run_dir, ytr)
+    vidx = validation_rows(run_dir)
     return vidx, ytr[vidx], bundle.predict_features(Xtr.iloc[vidx]), f"the final model's predictions of the validation split{refit}"
 
 # %% ../nbs/06_evaluate.ipynb #df18d43c
@@ -300,15 +281,14 @@ def _baseline_threshold(ev, p, name: str, bd: dict, predict_baseline) -> float:
     if oof is not None: yv, pv = oof["y"].to_numpy(), _pred_columns(oof, 2)
     else:
         t = ev.thr_rows
-        v = validation_rows(ev.run_dir, t.ytr)
+        v = validation_rows(ev.run_dir)
         yv, pv = t.ytr[v], predict_baseline(bd, t.Xtr.iloc[v], ev.spec)
     return choose_threshold(yv, np.asarray(pv, np.float64), p.threshold_strategy, p.threshold, p.cost_fp, p.cost_fn)
 
 def _compare_baselines(ev: SimpleNamespace, p: SimpleNamespace):
     "Each baseline against the model on the test rows; the best baseline is the one the model gains least over."
     ev.baselines, ev.baselines_fitted_on = load_baselines(ev.run_dir)
-    try: from mlops_nb.baselines import predict_baseline      # the baselines module, or train where it predates it
-    except ImportError: from mlops_nb.train import predict_baseline
+    from mlops_nb.baselines import predict_baseline
     summary, tables = {}, []
     for name, bd in ev.baselines.items():
         bp = np.asarray(predict_baseline(bd, ev.X, ev.spec), np.float64)
@@ -371,8 +351,6 @@ def _record_inputs(st, ev: SimpleNamespace):
     st.input_stage(ev.prep, ["test.parquet", "schema.json"], artifact="splits")
     st.input_stage(stage_dir(ev.run_dir, "features"), ["feature_spec.json", "test.parquet"], artifact="features")
     if ev.bundle.path is not None: st.input_file(ev.bundle.path/"manifest.json", artifact="model", kind="model")
-    elif ev.meta.get("path") and "model.ubj" in ArtifactDir(ev.meta["path"]).manifest:
-        st.input_stage(ArtifactDir(ev.meta["path"]), ["model.ubj", "model.json"], artifact="model", kind="model")
 
 def _write(ev: SimpleNamespace, p: SimpleNamespace, params: dict, wandb_mode: str) -> tuple:
     "Write every output into the evaluate stage's folder (atomically committed) and log it."
