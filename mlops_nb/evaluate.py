@@ -120,7 +120,10 @@ def check_leakage(leakage: dict|None) -> dict:
     if leakage is None: return _skip("the run has no leakage check (train/leakage.json)")
     acc = {a.get("column") if isinstance(a, dict) else a for a in leakage.get("accepted") or []}   # records or names
     bad = [d for d in leakage.get("suspects") or [] if d.get("column") not in acc]
-    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')})" for d in bad)
+    def raw_of(d):
+        rc = (d.get("evidence") or {}).get("raw_columns") if isinstance(d.get("evidence"), dict) else None
+        return f"; raw column {', '.join(f'`{c}`' for c in rc)}" if rc and rc != [d.get("column")] else ""
+    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')}{raw_of(d)})" for d in bad)
     return {"passed": not bad, "suspects": [d.get("column") for d in bad], "accepted": sorted(acc),
             "reason": None if not bad else f"Suspected target leakage in {cols}. Drop the column(s) with `drop_columns` in "
                                            "the preprocess stage, or keep them knowingly with `accept_leakage` in the train stage."}

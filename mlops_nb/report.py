@@ -174,6 +174,13 @@ def _card_model(c: dict) -> list:
             f"- Boosting rounds used: {_fmt(c['rounds'])}", "",
             "## Data", "", *[f"- {l}" for l in c["data_lines"]], ""]
 
+def _suspect_row(d: dict, accepted: bool) -> dict:
+    "A leakage suspect as a table row: column, reason, the checks that flagged it and its raw columns."
+    ev = d.get("evidence")
+    if not isinstance(ev, dict): return {"column": d.get("column"), "reason": d.get("reason"), "evidence": ev, "accepted": accepted}
+    return {"column": d.get("column"), "reason": d.get("reason"), "checks": ", ".join(map(str, ev.get("checks", []))),
+            "raw columns": ", ".join(map(str, ev.get("raw_columns", []))), "accepted": accepted}
+
 def _card_selection(c: dict) -> list:
     "How the final model was chosen (cross-validation on the training data) and the leakage check."
     L, sel, leak = ["## Model selection", ""], c.get("selection"), c.get("leakage")
@@ -192,7 +199,7 @@ def _card_selection(c: dict) -> list:
         acc = [a if isinstance(a, dict) else {"column": a} for a in leak.get("accepted") or []]   # records or names
         names, sus = {a["column"] for a in acc}, list(leak.get("suspects") or [])
         rows = [*sus, *[a for a in acc if a["column"] not in {d.get("column") for d in sus}]]
-        t = pd.DataFrame([{**d, "accepted": d.get("column") in names} for d in rows])
+        t = pd.DataFrame([_suspect_row(d, d.get("column") in names) for d in rows])
         L += ["Columns that predict the target suspiciously well (possible leakage of the outcome):", "", md_table(t, index=False), ""]
     return L
 

@@ -173,3 +173,22 @@ def test_bad_parameters_write_nothing(project):
         run_evaluate(run_id="b", compare_to="nope", wandb_mode="disabled")
     assert not (run/"train").exists() and not (run/"evaluate").exists()   # checked before any later stage ran
     assert "test" not in read_summary(run)["metrics"]
+
+
+def test_leaked_column_fails_the_gate(project):
+    """A column that copies the outcome: train flags it, the gate fails naming it and both ways on; accepted, it passes that check."""
+    from mlops_nb.features import run_features
+    df = make_table("binary", n=500)
+    df["paid"] = np.where(df["target"] == 1, "yes", "no")                  # the outcome itself, as text
+    df.to_csv(project/"leak.csv", index=False)
+    run_preprocess(run_id="l", data=str(project/"leak.csv"), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="l", engineered={}, wandb_mode="disabled")
+    _model("l")
+    g = run_evaluate(run_id="l", n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled").data["gate"]
+    assert not g["passed"] and not g["checks"]["leakage"]["passed"] and "paid" in g["checks"]["leakage"]["suspects"]
+    why = next(r for r in g["reasons"] if "leakage" in r)
+    assert "`paid`" in why and "`drop_columns`" in why and "`accept_leakage`" in why
+    run_train(run_id="l", cv_folds=3, max_rounds=80, early_stopping_rounds=10, nthread=1, accept_leakage=["paid"],
+              wandb_mode="disabled")
+    res = run_evaluate(run_id="l", n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
+    assert res.data["gate"]["checks"]["leakage"]["passed"] and "| paid |" in res.data["model_card"]
