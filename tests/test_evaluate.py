@@ -192,3 +192,22 @@ def test_leaked_column_fails_the_gate(project):
               wandb_mode="disabled")
     res = run_evaluate(run_id="l", n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
     assert res.data["gate"]["checks"]["leakage"]["passed"] and "| paid |" in res.data["model_card"]
+
+
+def test_no_better_than_a_baseline_fails_the_gate(project):
+    """A target that is noise: the model cannot beat the baselines on log loss, so the relative gate fails and says why."""
+    from mlops_nb.features import run_features
+    df = make_table("binary", n=500)
+    df["target"] = np.random.default_rng(3).integers(0, 2, len(df))
+    df.to_csv(project/"noise.csv", index=False)
+    run_preprocess(run_id="z", data=str(project/"noise.csv"), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="z", engineered={}, wandb_mode="disabled")
+    _model("z")
+    res = run_evaluate(run_id="z", n_bootstrap=200, n_explain=0, explain_rows=0, wandb_mode="disabled")
+    g, m = res.data["gate"], res.metrics
+    assert not g["passed"] and not g["checks"]["beats_baselines"]["passed"]
+    assert any(r.startswith(f"The model is not better than the best baseline `{m['best_baseline']}` on test log_loss") for r in g["reasons"])
+    oof = stage_dir(runs_dir()/"z", "tune").read_parquet("oof.parquet")        # the rows the threshold was chosen on
+    y = oof["y"].to_numpy()
+    assert ((oof["pred"].to_numpy() >= m["threshold"]) == y).mean() >= max(y.mean(), 1 - y.mean())   # the majority guard
+    assert "**FAILED**" in res.data["model_card"]
