@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .core import (ArtifactDir, ArtifactError, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
+from .core import (ArtifactError, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
 from .features import load_xy
