@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .core import (ArtifactDir, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
+from .core import (ArtifactError, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
 from .features import load_xy
@@ -118,9 +118,12 @@ def check_cv_selection(selection: dict|None) -> dict:
 def check_leakage(leakage: dict|None) -> dict:
     "No suspected leakage column is used unless accepted (train/leakage.json)."
     if leakage is None: return _skip("the run has no leakage check (train/leakage.json)")
-    acc = set(leakage.get("accepted") or [])
+    acc = {a.get("column") if isinstance(a, dict) else a for a in leakage.get("accepted") or []}   # records or names
     bad = [d for d in leakage.get("suspects") or [] if d.get("column") not in acc]
-    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')})" for d in bad)
+    def raw_of(d):
+        rc = (d.get("evidence") or {}).get("raw_columns") if isinstance(d.get("evidence"), dict) else None
+        return f"; raw column {', '.join(f'`{c}`' for c in rc)}" if rc and rc != [d.get("column")] else ""
+    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')}{raw_of(d)})" for d in bad)
     return {"passed": not bad, "suspects": [d.get("column") for d in bad], "accepted": sorted(acc),
             "reason": None if not bad else f"Suspected target leakage in {cols}. Drop the column(s) with `drop_columns` in "
                                            "the preprocess stage, or keep them knowingly with `accept_leakage` in the train stage."}
@@ -134,25 +137,15 @@ def gate_result(relative: dict, absolute: dict) -> dict:
             "notes": [f"{k}: {c['note']}" for k, c in checks.items() if c.get("skipped")]}
 
 # %% ../nbs/06_evaluate.ipynb #a6075abc
-def _legacy_bundle(path: Path, stage: str|None = None) -> ModelBundle:
-    "A model folder written before bundles (train.save_model) as a bundle; its threshold from its metadata or evaluation."
-    from mlops_nb.train import load_model
-    booster, spec, meta = load_model(path, stage)
-    thr = meta.get("threshold")
-    if thr is None and (path/"evaluate"/"gate.json").is_file(): thr = json.loads((path/"evaluate"/"gate.json").read_text()).get("threshold")
-    return ModelBundle(booster, spec, thr if spec.task == "binary" else None, meta=meta)
-
 def load_final(run_dir: Path) -> tuple[ModelBundle, str]:
     "The run's final model (the tune stage's bundle, else the train stage's) and the stage it comes from."
     for s in ("tune", "train"):
         if bundle_dir(run_dir, s).is_dir(): return load_run_bundle(run_dir, s), s
-    b = _legacy_bundle(run_dir)
-    return b, b.meta.get("stage") or "train"
+    raise ArtifactError(f"no model bundle in run {Path(run_dir).name} (tune/model or train/model): run the tune stage")
 
 def _has_model(path: Path) -> bool:
-    "The folder is a bundle, a run with a bundle, or holds a model written before bundles."
-    if (path/"bundle.json").is_file() or any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return True
-    return any((p/"model.ubj").is_file() and (p/"feature_spec.json").is_file() for p in (path, path/"tune", path/"train"))
+    "The folder is a model bundle, or a run with one."
+    return (path/"bundle.json").is_file() or any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES)
 
 def resolve_reference(compare_to: str) -> Path|None:
     "The folder of the model named by `compare_to` (a run id, a run folder or a bundle folder), checked to hold a model."
@@ -166,10 +159,8 @@ def resolve_reference(compare_to: str) -> Path|None:
     return path
 
 def load_reference(path: Path) -> ModelBundle:
-    "The model in `path`: a bundle folder, a run's bundle (evaluate, else tune, else train), or an older model folder."
-    if (path/"bundle.json").is_file(): return ModelBundle.load(path)
-    if any(bundle_dir(path, s).is_dir() for s in BUNDLE_STAGES): return load_run_bundle(path)
-    return _legacy_bundle(path)
+    "The model in `path`: a bundle folder, or a run's bundle (evaluate, else tune, else train)."
+    return ModelBundle.load(path) if (path/"bundle.json").is_file() else load_run_bundle(path)
 
 # %% ../nbs/06_evaluate.ipynb #3d3d6d91
 def _pred_columns(d: pd.DataFrame, k: int) -> np.ndarray:
@@ -188,16 +179,12 @@ def oof_predictions(run_dir: Path, k: int = 2) -> tuple|None:
                     f"the {s} stage's out-of-fold predictions of the training rows (each row predicted by a model fitted without it)")
     return None
 
-def validation_rows(run_dir: Path, y_train) -> np.ndarray:
-    "Positions in features/train.parquet of the validation split: train/splits.parquet, else re-drawn as train did."
-    ad = stage_dir(run_dir, "train")
-    if "splits.parquet" in ad.manifest:
-        s = ad.read_parquet("splits.parquet")
-        return np.sort(s.loc[s["valid"].astype(bool), "row"].to_numpy())
-    if "context.json" not in ad.manifest: raise DataError(f"no validation split: {ad.path} has neither splits.parquet nor context.json")
-    from mlops_nb.train import carve_valid
-    p = ad.read_json("context.json")["params"]
-    return np.asarray(carve_valid(y_train, "binary", p["valid_size"], p["seed"])[1])
+def validation_rows(run_dir: Path) -> np.ndarray:
+    "Positions in features/train.parquet of the run's validation split (`train/splits.parquet`)."
+    if "splits.parquet" not in stage_dir(run_dir, "train").manifest:
+        raise DataError(f"no validation split: {Path(run_dir)/'train'} has no splits.parquet (run the train stage)")
+    from mlops_nb.cv import load_splits
+    return load_splits(run_dir).valid
 
 def _threshold_rows(run_dir: Path, bundle: ModelBundle, stage_name: str, Xtr, ytr) -> tuple:
     "Rows, labels and model predictions to choose the threshold on, and a sentence saying where they come from."
@@ -210,7 +197,7 @@ def _threshold_rows(run_dir: Path, bundle: ModelBundle, stage_name: str, Xtr, yt
             return (v["row"].to_numpy(), ytr[v["row"].to_numpy()], _pred_columns(v, 2),
                     f"the {stage_name} stage's validation predictions (validation split of the training data)")
     refit = " (in-sample: the final model was refit on them, so the threshold may be optimistic)" if bundle.meta.get("refit") else ""
-    vidx = validation_rows(run_dir, ytr)
+    vidx = validation_rows(run_dir)
     return vidx, ytr[vidx], bundle.predict_features(Xtr.iloc[vidx]), f"the final model's predictions of the validation split{refit}"
 
 # %% ../nbs/06_evaluate.ipynb #df18d43c
@@ -292,20 +279,19 @@ def _choose_thresholds(ev: SimpleNamespace, p: SimpleNamespace):
                    "answering the majority class on those rows.")
 
 def _baseline_threshold(ev, p, name: str, bd: dict, predict_baseline) -> float:
-    "A baseline's threshold: on its own out-of-fold predictions (train/baselines_oof.parquet), else on the validation rows."
-    oof = read_optional(ev.run_dir, "train", "baselines_oof.parquet")
-    if oof is not None and name in oof: yv, pv = oof["y"].to_numpy(), oof[name].to_numpy()
+    "A baseline's threshold: on its own out-of-fold predictions (train/oof_<name>.parquet), else on the validation rows."
+    oof = read_optional(ev.run_dir, "train", f"oof_{name}.parquet")
+    if oof is not None: yv, pv = oof["y"].to_numpy(), _pred_columns(oof, 2)
     else:
         t = ev.thr_rows
-        v = validation_rows(ev.run_dir, t.ytr)
+        v = validation_rows(ev.run_dir)
         yv, pv = t.ytr[v], predict_baseline(bd, t.Xtr.iloc[v], ev.spec)
     return choose_threshold(yv, np.asarray(pv, np.float64), p.threshold_strategy, p.threshold, p.cost_fp, p.cost_fn)
 
 def _compare_baselines(ev: SimpleNamespace, p: SimpleNamespace):
     "Each baseline against the model on the test rows; the best baseline is the one the model gains least over."
     ev.baselines, ev.baselines_fitted_on = load_baselines(ev.run_dir)
-    try: from mlops_nb.baselines import predict_baseline      # the baselines module, or train where it predates it
-    except ImportError: from mlops_nb.train import predict_baseline
+    from mlops_nb.baselines import predict_baseline
     summary, tables = {}, []
     for name, bd in ev.baselines.items():
         bp = np.asarray(predict_baseline(bd, ev.X, ev.spec), np.float64)
@@ -344,7 +330,7 @@ def _analyse(ev: SimpleNamespace, p: SimpleNamespace):
     raw = ev.test_raw.drop(columns=[ev.target])
     ev.slices = slice_metrics(raw, row_losses(ev.task, ev.y, ev.pred, thr), p.min_slice_size)
     ev.ex = explain_model(ev.task, ev.bundle.booster, ev.spec, ev.X, raw, ev.y, ev.pred, thr, p.n_explain, p.explain_rows,
-                          p.seed, (0, ev.bundle.best_iteration + 1))
+                          p.seed, (0, ev.bundle.best_iteration + 1), getattr(ev.bundle, "margin", None))
     ev.tables = {} if ev.task == "regression" else classification_tables(ev.task, ev.y, ev.pred, ev.ex["yhat"], ev.classes, p.calibration_bins)
 
 def _gate(ev: SimpleNamespace):
@@ -368,8 +354,6 @@ def _record_inputs(st, ev: SimpleNamespace):
     st.input_stage(ev.prep, ["test.parquet", "schema.json"], artifact="splits")
     st.input_stage(stage_dir(ev.run_dir, "features"), ["feature_spec.json", "test.parquet"], artifact="features")
     if ev.bundle.path is not None: st.input_file(ev.bundle.path/"manifest.json", artifact="model", kind="model")
-    elif ev.meta.get("path") and "model.ubj" in ArtifactDir(ev.meta["path"]).manifest:
-        st.input_stage(ArtifactDir(ev.meta["path"]), ["model.ubj", "model.json"], artifact="model", kind="model")
 
 def _write(ev: SimpleNamespace, p: SimpleNamespace, params: dict, wandb_mode: str) -> tuple:
     "Write every output into the evaluate stage's folder (atomically committed) and log it."

@@ -89,10 +89,11 @@ def shap_values(booster,                 # an xgboost Booster
                 X: pd.DataFrame,         # transformed rows (spec order)
                 spec: FeatureSpec,
                 iteration_range: tuple|None = None, # trees to use (as in prediction), e.g. (0, best_iteration + 1)
+                base_margin=None,        # per-row starting margin the trees were boosted from (it goes into the bias)
                ) -> tuple[np.ndarray, np.ndarray]:
     "Exact TreeSHAP contributions ((n, f+1) or (n, k, f+1), last column the bias) and the raw margins they sum to."
     kw = {"iteration_range": tuple(iteration_range)} if iteration_range else {}
-    dm = dmatrix(X, spec)
+    dm = dmatrix(X, spec, **({} if base_margin is None else {"base_margin": np.asarray(base_margin, np.float32)}))
     return booster.predict(dm, pred_contribs=True, **kw), booster.predict(dm, output_margin=True, **kw)
 
 def global_importance(booster, spec: FeatureSpec,
@@ -233,11 +234,11 @@ def _link(task: str, z: np.ndarray) -> np.ndarray:
         e = np.exp(z - z.max(1, keepdims=True)); return e / e.sum(1, keepdims=True)
     return z
 
-def _explained_rows(task, booster, spec, X, raw, y, pred, yhat, classes, picks, it_range) -> pd.DataFrame:
+def _explained_rows(task, booster, spec, X, raw, y, pred, yhat, classes, picks, it_range, margin) -> pd.DataFrame:
     "Row explanations of the picked rows, with why each was picked, its label and its prediction."
     if not picks: return pd.DataFrame()
     pos = np.array([i for i, _ in picks])
-    c_rows, _ = shap_values(booster, X.iloc[pos], spec, it_range)
+    c_rows, _ = shap_values(booster, X.iloc[pos], spec, it_range, margin(X.iloc[pos]) if margin else None)
     expl = row_explanations(c_rows, raw.iloc[pos], X.iloc[pos], spec, cls=yhat[pos] if task == "multiclass" else None)
     info = pd.DataFrame({"row": X.index[pos], "case": [w for _, w in picks],
                          "label": [classes[int(v)] if classes else float(v) for v in y[pos]],
@@ -253,6 +254,7 @@ def explain_model(task: str, booster, spec: FeatureSpec,
                   explain_rows: int = 5,     # individual rows explained
                   seed: int = 42,            # random seed (sample and random picks)
                   iteration_range: tuple|None = None, # trees used in prediction, e.g. (0, best_iteration + 1)
+                  margin=None,               # function of transformed rows -> their base margin (None: no base margin)
                  ) -> dict:
     "SHAP values of a seeded sample of rows, global importance and explanations of chosen rows."
     y, pred = np.asarray(y), np.asarray(pred, np.float64)
@@ -260,8 +262,9 @@ def explain_model(task: str, booster, spec: FeatureSpec,
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n_explain, n), replace=False)) if n_explain else np.array([], int)
     contribs, err = None, None
     if len(sample):
-        contribs, margin = shap_values(booster, X.iloc[sample], spec, iteration_range)
-        err = float(np.abs(contribs.sum(-1) - margin).max())
+        Xs = X.iloc[sample]
+        contribs, raw_margin = shap_values(booster, Xs, spec, iteration_range, margin(Xs) if margin else None)
+        err = float(np.abs(contribs.sum(-1) - raw_margin).max())
         off = float(np.abs(_link(task, contribs.sum(-1)) - pred[sample]).max())
         if off > 1e-3 * (1 if task != "regression" else max(1.0, float(np.abs(pred).max()))):
             warnings.warn(f"SHAP values sum to predictions that differ from the model's by up to {off:.3g}: "
@@ -271,4 +274,4 @@ def explain_model(task: str, booster, spec: FeatureSpec,
     classes = list(spec.classes or [])
     return {"contribs": contribs, "sample": sample, "shap_additivity_error": err, "yhat": yhat,
             "importance": global_importance(booster, spec, contribs),
-            "explanations": _explained_rows(task, booster, spec, X, raw, y, pred, yhat, classes, picks, iteration_range)}
+            "explanations": _explained_rows(task, booster, spec, X, raw, y, pred, yhat, classes, picks, iteration_range, margin)}

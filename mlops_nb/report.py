@@ -174,11 +174,18 @@ def _card_model(c: dict) -> list:
             f"- Boosting rounds used: {_fmt(c['rounds'])}", "",
             "## Data", "", *[f"- {l}" for l in c["data_lines"]], ""]
 
+def _suspect_row(d: dict, accepted: bool) -> dict:
+    "A leakage suspect as a table row: column, reason, the checks that flagged it and its raw columns."
+    ev = d.get("evidence")
+    if not isinstance(ev, dict): return {"column": d.get("column"), "reason": d.get("reason"), "evidence": ev, "accepted": accepted}
+    return {"column": d.get("column"), "reason": d.get("reason"), "checks": ", ".join(map(str, ev.get("checks", []))),
+            "raw columns": ", ".join(map(str, ev.get("raw_columns", []))), "accepted": accepted}
+
 def _card_selection(c: dict) -> list:
     "How the final model was chosen (cross-validation on the training data) and the leakage check."
     L, sel, leak = ["## Model selection", ""], c.get("selection"), c.get("leakage")
     if sel:
-        cands = pd.DataFrame(sel.get("candidates", []))
+        cands = pd.DataFrame(sel.get("candidates", [])).drop(columns=["cv_scores"], errors="ignore")
         base = pd.DataFrame([{"name": f"baseline: {k}", "cv_mean": v} for k, v in (sel.get("baselines") or {}).items()])
         L += [f"Candidates and baselines by their cross-validated {sel.get('objective', 'objective')} on the training data "
               f"(the test split took no part). Best baseline `{sel.get('best_baseline')}`; a candidate "
@@ -187,10 +194,12 @@ def _card_selection(c: dict) -> list:
     else: L += ["The run records no cross-validated selection (`tune/selection.json`).", ""]
     L += ["## Leakage", ""]
     if leak is None: L += ["The run records no leakage check (`train/leakage.json`).", ""]
-    elif not leak.get("suspects"): L += ["The leakage check found no suspect column.", ""]
+    elif not leak.get("suspects") and not leak.get("accepted"): L += ["The leakage check found no suspect column.", ""]
     else:
-        acc = set(leak.get("accepted") or [])
-        t = pd.DataFrame([{**d, "accepted": d.get("column") in acc} for d in leak["suspects"]])
+        acc = [a if isinstance(a, dict) else {"column": a} for a in leak.get("accepted") or []]   # records or names
+        names, sus = {a["column"] for a in acc}, list(leak.get("suspects") or [])
+        rows = [*sus, *[a for a in acc if a["column"] not in {d.get("column") for d in sus}]]
+        t = pd.DataFrame([_suspect_row(d, d.get("column") in names) for d in rows])
         L += ["Columns that predict the target suspiciously well (possible leakage of the outcome):", "", md_table(t, index=False), ""]
     return L
 
@@ -233,7 +242,11 @@ def _card_gate(g: dict) -> list:
     L = ["## Gate", "", f"**{'PASSED' if g['passed'] else 'FAILED'}**.", ""]
     L += [f"- {r}" for r in g.get("reasons", [])] + ([""] if g.get("reasons") else [])
     L += [f"- Skipped: {n}" for n in g.get("notes", [])] + ([""] if g.get("notes") else [])
-    return L + [md_table(pd.DataFrame([{"check": k, **v} for k, v in g["checks"].items()]), index=False), ""]
+    def row(k, c):
+        res = "skipped" if c.get("skipped") else "passed" if c["passed"] else "FAILED"
+        rule = f"{c['op']} {c['threshold']:g}" if "op" in c else ""
+        return {"check": k, "result": res, "value": c.get("value"), "rule": rule, "detail": c.get("reason") or c.get("note") or ""}
+    return L + [md_table(pd.DataFrame([row(k, c) for k, c in g["checks"].items()]), index=False), ""]
 
 def model_card(c: dict) -> str:
     "The model card as Markdown, from the evaluation context `c` (see `card_context`)."

@@ -19,7 +19,7 @@ RELATIVE = {"beats_baselines", "cv_beats_baselines", "leakage"}
 
 def _model(run_id: str):
     """Train and tune a small model in the run, W&B disabled, one thread (tiny data)."""
-    run_train(run_id=run_id, n_folds=0, max_rounds=80, early_stopping_rounds=10, nthread=1, wandb_mode="disabled")
+    run_train(run_id=run_id, cv_folds=3, max_rounds=80, early_stopping_rounds=10, nthread=1, wandb_mode="disabled")
     run_tune(run_id=run_id, n_trials=2, max_rounds=80, early_stopping_rounds=10, timeout=60.0, refit_lr_factor=1.0,
              n_startup_trials=2, nthread=1, wandb_mode="disabled")
 
@@ -55,10 +55,12 @@ def test_binary_adult_sample(project):
     out.verify()
     gate = out.read_json("gate.json")
     assert gate["passed"] == m["gate_passed"] and set(gate["checks"]) == RELATIVE   # no absolute defaults
-    assert gate["checks"]["cv_beats_baselines"]["skipped"] and gate["checks"]["leakage"]["skipped"]   # today's train/tune
-    assert any("tune/selection.json" in n for n in gate["notes"]) and any("train/leakage.json" in n for n in gate["notes"])
+    sel = stage_dir(run, "tune").read_json("selection.json")
+    assert gate["checks"]["cv_beats_baselines"]["passed"] is sel["beats_baselines"] and gate["notes"] == []
+    assert gate["checks"]["leakage"]["passed"] and gate["checks"]["leakage"]["suspects"] == []   # none on Adult
     assert gate["checks"]["beats_baselines"]["passed"] is m["baseline"]["linear"]["better"]
-    assert gate["reasons"] == ([] if gate["passed"] else [gate["checks"]["beats_baselines"]["reason"]])
+    assert gate["reasons"] == [c["reason"] for c in gate["checks"].values() if c["passed"] is False]
+    assert gate["passed"] == (not gate["reasons"])
     assert gate["threshold"] == m["threshold"]
     # the evaluated bundle: the final model with its threshold, in evaluate's folder; tune's folder untouched
     assert "model/manifest.json" in out.manifest
@@ -74,7 +76,7 @@ def test_binary_adult_sample(project):
         assert f in out.manifest, f
     card = out.read_text("model_card.md")
     for s in (f"{m['threshold']:.4g}", "## Fairness", "## Limitations", "## Model selection", "## Leakage", "## Gate",
-              "no leakage check", "validation split"):
+              "tune stage's out-of-fold predictions", "The leakage check found no suspect column", "| default | train stage |"):
         assert s in card, s
     assert "<table>" in out.read_text("model_card.html")
     preds = out.read_parquet("predictions.parquet")
@@ -103,16 +105,16 @@ def test_new_layout_files(project):
     tune.write_json("selection.json", {"objective": "log_loss", "best_baseline": "linear", "beats_baselines": False,
                                        "candidates": [{"name": "default", "cv_mean": 0.41, "cv_std": 0.01, "selected": True}],
                                        "baselines": {"constant": 0.55, "linear": 0.40}})
-    train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99},
-                                                   {"column": "age", "reason": "near-copy", "evidence": 0.98}],
-                                      "accepted": ["age"]})
-    train.write_parquet("baselines_oof.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "linear": 0.9}))
+    train.write_json("leakage.json", {"suspects": [{"column": "relationship", "reason": "one-column model", "evidence": 0.99}],
+                                      "accepted": [{"column": "age", "reason": "near-copy", "evidence": 0.98}],
+                                      "accept_leakage": ["age"]})
+    train.write_parquet("oof_linear.parquet", pd.DataFrame({"row": np.arange(len(ytr)), "y": ytr.astype(int), "pred": 0.9}))
     res = run_evaluate(run_id="n", sensitive=[], n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
     m, gate = res.metrics, res.data["gate"]
     # a constant OOF score: the cheapest guarded choice is to predict the majority class, so just above 0.3
     assert 0.3 < m["threshold"] < 0.3 + 1e-9
     assert 0.9 < m["baseline"]["linear"]["threshold"] < 0.9 + 1e-9            # the baseline's own OOF predictions
-    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # no OOF column: the validation rows
+    assert 0 < m["baseline"]["constant"]["threshold"] < 1                      # its own OOF file, else the validation rows
     assert not gate["passed"] and not gate["checks"]["cv_beats_baselines"]["passed"] and not gate["checks"]["leakage"]["passed"]
     reasons = " ".join(gate["reasons"])
     assert "found no XGBoost candidate as good as the best baseline `linear`" in reasons
@@ -171,3 +173,41 @@ def test_bad_parameters_write_nothing(project):
         run_evaluate(run_id="b", compare_to="nope", wandb_mode="disabled")
     assert not (run/"train").exists() and not (run/"evaluate").exists()   # checked before any later stage ran
     assert "test" not in read_summary(run)["metrics"]
+
+
+def test_leaked_column_fails_the_gate(project):
+    """A column that copies the outcome: train flags it, the gate fails naming it and both ways on; accepted, it passes that check."""
+    from mlops_nb.features import run_features
+    df = make_table("binary", n=500)
+    df["paid"] = np.where(df["target"] == 1, "yes", "no")                  # the outcome itself, as text
+    df.to_csv(project/"leak.csv", index=False)
+    run_preprocess(run_id="l", data=str(project/"leak.csv"), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="l", engineered={}, wandb_mode="disabled")
+    _model("l")
+    g = run_evaluate(run_id="l", n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled").data["gate"]
+    assert not g["passed"] and not g["checks"]["leakage"]["passed"] and "paid" in g["checks"]["leakage"]["suspects"]
+    why = next(r for r in g["reasons"] if "leakage" in r)
+    assert "`paid`" in why and "`drop_columns`" in why and "`accept_leakage`" in why
+    run_train(run_id="l", cv_folds=3, max_rounds=80, early_stopping_rounds=10, nthread=1, accept_leakage=["paid"],
+              wandb_mode="disabled")
+    res = run_evaluate(run_id="l", n_bootstrap=0, n_explain=0, explain_rows=0, wandb_mode="disabled")
+    assert res.data["gate"]["checks"]["leakage"]["passed"] and "| paid |" in res.data["model_card"]
+
+
+def test_no_better_than_a_baseline_fails_the_gate(project):
+    """A target that is noise: the model cannot beat the baselines on log loss, so the relative gate fails and says why."""
+    from mlops_nb.features import run_features
+    df = make_table("binary", n=500)
+    df["target"] = np.random.default_rng(3).integers(0, 2, len(df))
+    df.to_csv(project/"noise.csv", index=False)
+    run_preprocess(run_id="z", data=str(project/"noise.csv"), target="target", test_data="", wandb_mode="disabled")
+    run_features(run_id="z", engineered={}, wandb_mode="disabled")
+    _model("z")
+    res = run_evaluate(run_id="z", n_bootstrap=200, n_explain=0, explain_rows=0, wandb_mode="disabled")
+    g, m = res.data["gate"], res.metrics
+    assert not g["passed"] and not g["checks"]["beats_baselines"]["passed"]
+    assert any(r.startswith(f"The model is not better than the best baseline `{m['best_baseline']}` on test log_loss") for r in g["reasons"])
+    oof = stage_dir(runs_dir()/"z", "tune").read_parquet("oof.parquet")        # the rows the threshold was chosen on
+    y = oof["y"].to_numpy()
+    assert ((oof["pred"].to_numpy() >= m["threshold"]) == y).mean() >= max(y.mean(), 1 - y.mean())   # the majority guard
+    assert "**FAILED**" in res.data["model_card"]
