@@ -42,13 +42,9 @@ W = "disabled"                                       # W&B mode of every stage c
 
 
 def _metric_fns():
-    """compute_metrics, paired_bootstrap and objective(task) from mlops_nb.metrics if it exists, else from evaluate."""
-    try:
-        from mlops_nb import metrics as m
-    except ImportError:
-        from mlops_nb import evaluate as m
-    obj = getattr(m, "objective", None) or (lambda task: "rmse" if task == "regression" else "log_loss")
-    return m.compute_metrics, m.paired_bootstrap, obj
+    """compute_metrics, paired_bootstrap and objective(task) of the package's one metrics module."""
+    from mlops_nb import metrics as m
+    return m.compute_metrics, m.paired_bootstrap, m.objective
 
 
 def flaml_python() -> tuple[str | None, str]:
@@ -185,7 +181,7 @@ def case(name: str, seed: int, root: Path, py: str | None, quick: bool) -> dict:
            "tune_trials": tune.metrics.get("n_trials")}
     if py is None: return row
     t0 = time.perf_counter()
-    fp, rep = run_flaml(py, root/"flaml"/rid, train_raw, test_raw, target, task, classes, ours_s, seed)
+    fp, rep = run_flaml(py, root/"flaml"/f"{name}-s{seed}", train_raw, test_raw, target, task, classes, ours_s, seed)
     fl = compute(task, y, fp, 0.5)
     pb = paired(task, y, pred, fp, threshold_a=thr, threshold_b=0.5, n_bootstrap=1000, seed=seed)
     d = pb.loc[obj]
