@@ -18,10 +18,11 @@ from .core import (DataError, ParamError, StageResult, check_int, check_number, 
                            stage)
 from .features import FeatureSpec, dmatrix, load_xy
 from .train import check_training_data, check_xgb_params, default_nthread, fit_xgb, xgb_params
+from .study import PruningCallback, search
 
 # %% auto #0
 __all__ = ['DEFAULT_SPACE', 'SEED_CONFIGS', 'SMALL_TABLE', 'adapt_space', 'parse_space', 'fixed_params', 'suggest', 'warm_start',
-           'PruningCallback', 'FailureGuard', 'search', 'from_linear', 'run_tune']
+           'from_linear', 'run_tune']
 
 # %% ../nbs/05_tune.ipynb #c5a7dc6b
 DEFAULT_SPACE = {
@@ -133,71 +134,6 @@ def warm_start(space: dict, configs: list|None = None) -> list:
                 d[k] = int(round(v)) if e["kind"] == "int" else float(v)
         if d and d not in out: out.append(d)
     return out
-
-# %% ../nbs/05_tune.ipynb #49f575bd
-class PruningCallback(xgb.callback.TrainingCallback):
-    "Report the validation metric to an Optuna trial every `interval` rounds; prune hopeless or overdue trials."
-    def __init__(self, trial,             # the Optuna trial
-                 metric: str,             # XGBoost metric name, e.g. "logloss"
-                 data: str = "valid",     # the evaluation set's name
-                 interval: int = 10,      # report every this many rounds
-                 deadline: float|None = None, # time.time() after which the trial is stopped
-                ):
-        super().__init__()
-        self.trial, self.metric, self.data, self.interval, self.deadline = trial, metric, data, interval, deadline
-
-    def after_iteration(self, model, epoch: int, evals_log) -> bool:
-        import optuna
-        if self.deadline is not None and time.time() > self.deadline:
-            raise optuna.TrialPruned(f"stopped at round {epoch}: the search's time budget is spent")
-        if epoch % self.interval: return False
-        v = float(evals_log[self.data][self.metric][-1])
-        self.trial.report(v, epoch)
-        if self.trial.should_prune(): raise optuna.TrialPruned(f"pruned at round {epoch} ({self.metric} {v:.5g})")
-        return False
-
-# %% ../nbs/05_tune.ipynb #73faa300
-class FailureGuard:
-    "An Optuna callback that remembers the first failed trial's error and stops after `limit` failures in a row."
-    def __init__(self, limit: int = 3): self.limit, self.first, self.run, self.stopped = limit, None, 0, False
-    def __call__(self, study, ft):
-        from optuna.trial import TrialState
-        if ft.state != TrialState.FAIL: self.run = 0; return
-        self.run += 1
-        if self.first is None: self.first = ft.user_attrs.get("error") or "unknown error"
-        if self.run >= self.limit: self.stopped = True; study.stop()
-    def error(self) -> str:
-        "The message for a search stopped by failures."
-        return f"tuning stopped after {self.run} failed trials in a row; the first failure: {self.first}"
-
-def search(study,            # the Optuna study (sampler and pruner set)
-           objective,        # the trial objective
-           n_trials: int,    # finished trials to reach
-           deadline: float,  # time.time() after which no trial starts
-           n_jobs: int,      # trials at once
-           callbacks: list,  # extra trial callbacks (logging)
-           max_failures: int = 3, # stop after this many failed trials in a row
-          ) -> None:
-    "Run the study's missing trials within the budget; raise a DataError with the first error when trials keep failing."
-    import optuna
-    from optuna.trial import TrialState
-    from mlops_nb.study import count_finished
-    guard = FailureGuard(max_failures)
-    def guarded(trial):
-        try: return objective(trial)
-        except optuna.TrialPruned: raise
-        except Exception as e:
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500]); raise
-    stop = optuna.study.MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    while (left := n_trials - count_finished(study)) > 0 and time.time() < deadline and not guard.stopped:
-        before = len(study.trials)
-        study.optimize(guarded, n_trials=left, timeout=max(deadline - time.time(), 0.001), n_jobs=n_jobs,
-                       callbacks=[stop, guard, *callbacks], catch=(Exception,))
-        if len(study.trials) == before: break
-    if guard.stopped: raise DataError(guard.error())
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if guard.first: raise DataError(f"no tuning trial completed; the first failure: {guard.first}")
-        raise DataError(f"no trial completed within the search budget (timeout); raise timeout")
 
 # %% ../nbs/05_tune.ipynb #ddc9d4d5
 def _tune_checks(p: dict) -> None:
