@@ -236,8 +236,9 @@ def run(repeat: int = 3, quick: bool = False, tables: list | None = None) -> dic
     summary = summarise(ok)
     return {"name": "generalisation", "quick": quick, "rows": summary, "per_seed": rows, "flaml": note,
             "failed_cases": len(rows) - len(ok), "seconds": round(time.perf_counter() - t0, 1),
-            "never_below_baseline": all(r["ours>=baseline"] == "yes" for r in summary),
-            "ci_reaches_zero_or_favours_ours": all(r["CI ok"] == "yes" for r in summary) if py else None,
+            "never_below_baseline": bool(summary) and len(ok) == len(rows) and all(r["ours>=baseline"] == "yes" for r in summary),
+            "ci_reaches_zero_or_favours_ours": (bool(summary) and len(ok) == len(rows)
+                                                and all(r["CI ok"] == "yes" for r in summary)) if py else None,
             "notes": ("Objective: log loss (classification) or RMSE (regression), lower is better; diff = ours − FLAML "
                       "with its 95% paired-bootstrap interval (1,000 resamples); medians over the seeds "
                       f"{', '.join(map(str, seeds))}. FLAML's time_budget = our train + tune seconds on the same "
