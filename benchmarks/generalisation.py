@@ -38,6 +38,7 @@ SMALL = ["breast_cancer", "iris", "wine", "digits", "diabetes", "credit_like"]
 TABLES = ["adult", *SMALL, "linear", "interactions"]
 QUICK_TUNE = {"n_trials": 20, "timeout": 20.0}
 HERE = Path(__file__).resolve().parent
+TIE = 1e-6                                           # relative difference below which ours and a baseline are equal
 W = "disabled"                                       # W&B mode of every stage call
 
 
@@ -110,6 +111,19 @@ def _best_baseline(ev, obj: str, task: str, y, compute) -> tuple[str | None, flo
     if t is not None and {"name", "metric", "baseline"} <= set(t.columns):
         s = t[t["metric"] == obj].set_index("name")["baseline"].astype(float)
         if len(s): return str(s.idxmin()), float(s.min())
+    return _scored_baselines(ev, obj, task, y, compute)
+
+
+def _baseline_ci(ev, obj: str, name: str | None) -> tuple:
+    """evaluate's paired-bootstrap interval of (model − baseline `name`) on the objective, or Nones."""
+    t = ev.tables.get("baselines")
+    if name is None or t is None or not {"name", "metric", "diff", "ci_low", "ci_high"} <= set(t.columns): return None, None, None
+    r = t[(t["name"] == name) & (t["metric"] == obj)]
+    return (None, None, None) if not len(r) else tuple(float(r.iloc[0][k]) for k in ("diff", "ci_low", "ci_high"))
+
+
+def _scored_baselines(ev, obj: str, task: str, y, compute) -> tuple[str | None, float | None]:
+    """The recorded baselines scored on the test rows with the package's functions."""
     try:                                          # fallback: score the recorded baselines with the package's functions
         from mlops_nb.core import stage_dir
         from mlops_nb.features import load_xy
@@ -174,9 +188,11 @@ def case(name: str, seed: int, root: Path, py: str | None, quick: bool) -> dict:
     if not np.array_equal(y_raw, y): raise ValueError(f"{name}: evaluate's predictions are not in the test split's row order")
     ours = compute(task, y, pred, thr)
     base_name, base = _best_baseline(ev, obj, task, y, compute)
+    bdiff, blo, bhi = _baseline_ci(ev, obj, base_name)
     row = {"table": name, "seed": seed, "rows_train": len(train_raw), "rows_test": len(test_raw), "task": task, "metric": obj,
            "ours": ours[obj], "baseline": base_name, "best_baseline": base,
-           "ours_ge_baseline": None if base is None else bool(ours[obj] <= base),
+           "ours_ge_baseline": None if base is None else bool(ours[obj] <= base * (1 + TIE)),
+           "base_diff": bdiff, "base_ci_low": blo, "base_ci_high": bhi,
            "ours_roc_auc": ours.get("roc_auc"), "ours_accuracy": ours.get("accuracy"), "ours_s": round(ours_s, 1),
            "tune_trials": tune.metrics.get("n_trials")}
     if py is None: return row
@@ -203,7 +219,10 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "metric": rs[0]["metric"], "ours": ours, "best_baseline": base,
                     "baseline": statistics.mode(r["baseline"] for r in rs) if base is not None else "", "flaml": fl,
                     "diff [CI]": "" if diff is None else f"{diff:+.4f} [{lo:+.4f}, {hi:+.4f}]",
-                    "ours>=baseline": "" if base is None else "yes" if ours <= base else "NO",
+                    "ours>=baseline": "" if base is None else "yes" if ours <= base * (1 + TIE) else "NO",
+                    "vs baseline [CI]": "" if med(rs, "base_diff") is None else
+                        f"{med(rs, 'base_diff'):+.4f} [{med(rs, 'base_ci_low'):+.4f}, {med(rs, 'base_ci_high'):+.4f}]",
+                    "sig. worse": "" if med(rs, "base_ci_low") is None else "YES" if med(rs, "base_ci_low") > 0 else "no",
                     "CI ok": "" if lo is None else "yes" if lo <= 0 else "NO",
                     "auc ours/flaml": "" if med(rs, "ours_roc_auc") is None else
                         f"{med(rs, 'ours_roc_auc'):.4f}/" + ("" if fl is None else f"{med(rs, 'flaml_roc_auc'):.4f}"),
@@ -239,7 +258,9 @@ def run(repeat: int = 3, quick: bool = False, tables: list | None = None) -> dic
             "never_below_baseline": bool(summary) and len(ok) == len(rows) and all(r["ours>=baseline"] == "yes" for r in summary),
             "ci_reaches_zero_or_favours_ours": (bool(summary) and len(ok) == len(rows)
                                                 and all(r["CI ok"] == "yes" for r in summary)) if py else None,
-            "notes": ("Objective: log loss (classification) or RMSE (regression), lower is better; diff = ours − FLAML "
+            "notes": ("Objective: log loss (classification) or RMSE (regression), lower is better; `ours>=baseline`: ours "
+                      f"at most the best baseline's test objective (relative tie {TIE:g}); `vs baseline`: ours − best "
+                      "baseline with evaluate's paired-bootstrap interval, `sig. worse` when it lies wholly above 0; diff = ours − FLAML "
                       "with its 95% paired-bootstrap interval (1,000 resamples); medians over the seeds "
                       f"{', '.join(map(str, seeds))}. FLAML's time_budget = our train + tune seconds on the same "
                       "machine; ours' accuracy at evaluate's chosen threshold, FLAML's at 0.5.")}

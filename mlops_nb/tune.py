@@ -221,7 +221,7 @@ def from_linear(params: dict, # the best candidate's XGBoost parameters
                ) -> dict:
     "Parameters for trees boosted from the linear baseline: shallow, regularised, slow (they correct, not replace, it)."
     return {**params, "max_depth": 2, "min_child_weight": max(params.get("min_child_weight", 1.0), 10.0),
-            "reg_lambda": max(params.get("reg_lambda", 1.0), 10.0), "learning_rate": 0.02 if n_rows < SMALL_TABLE else 0.05}
+            "reg_lambda": max(params.get("reg_lambda", 1.0), 10.0), "learning_rate": 0.02 if n_rows < SMALL_TABLE else 0.1}
 
 def _select(run_dir, X, y, spec, splits, study, space, p, trial_threads, n_jobs) -> dict:
     "Cross-validate the candidates on the run's folds; add the best at a lower learning rate; pick the best."

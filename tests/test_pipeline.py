@@ -352,9 +352,14 @@ def test_require_with_the_runs_parameters(project):
     core.require(run, "features", wandb_mode="disabled")
     assert core.stage_dir(run, "features").read_json("context.json")["params"]["min_category_count"] == 2
     assert core.stale_reason(run, "features") == ""
-    # train: the run about binary.csv records no parameters for it, so no defaults: the error names the stage to run
-    with pytest.raises(core.ParamError, match="mlops-nb run --from train --run-id byod"):
-        core.require(run, "train", wandb_mode="disabled")
+    # train: the run records no parameters for it, and its defaults hold for any table: it runs with them
+    assert "splits.parquet" in core.require(run, "train", wandb_mode="disabled").manifest
+    assert core.stage_dir(run, "train").read_json("context.json")["params"]["cv_folds"] == 5
+    # a run about another table whose preprocess has no records: its defaults name the bundled data, so it stops
+    other = core.resolve_run("other")
+    with core.stage("eda", {"data": "data/binary.csv", "target": "target"}, run_dir=other, wandb_mode="disabled"): pass
+    with pytest.raises(core.ParamError, match="mlops-nb run --from preprocess --run-id other"):
+        core.require(other, "features", wandb_mode="disabled")
     # a scratch run is about no data yet: the stage defaults (the bundled data) apply
     scratch = core.resolve_run("scratch")
     assert core.run_data(scratch) is None
