@@ -19,6 +19,8 @@ from .core import (ArtifactError, DataError, ParamError, StageResult, check_int,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
 from .features import load_xy
+from .gate import (GATE_OPS, _parse_literal, check_baselines, check_cv_selection, check_gate_spec, check_leakage,
+                           evaluate_gate, gate_metrics, gate_result)
 from .model import BUNDLE_STAGES, ModelBundle, bundle_dir, load_run_bundle, save_bundle
 from .metrics import (LOWER_IS_BETTER, TASK_METRICS, THRESHOLD_STRATEGIES, bootstrap_ci, choose_threshold, compare,
                               compute_metrics)
@@ -26,115 +28,8 @@ from .report import (card_context, classification_tables, evaluation_figures, ev
                              metrics_table, model_card, predictions_frame)
 
 # %% auto #0
-__all__ = ['GATE_OPS', 'gate_metrics', 'check_gate_spec', 'evaluate_gate', 'check_baselines', 'check_cv_selection',
-           'check_leakage', 'gate_result', 'load_final', 'resolve_reference', 'load_reference', 'oof_predictions',
-           'validation_rows', 'load_baselines', 'read_optional', 'run_evaluate']
-
-# %% ../nbs/06_evaluate.ipynb #afd5d7b4
-GATE_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-
-def gate_metrics(task: str) -> list:
-    "The names an absolute gate check for `task` can use."
-    return [*TASK_METRICS[task], "baseline_gain", *FAIRNESS_GATE[task]]
-
-def _parse_literal(name: str, value, kind: type):
-    "A parameter given as text (JSON or a Python literal) turned into `kind`."
-    if isinstance(value, str):
-        s = value.strip()
-        if not s: return kind()
-        try: value = json.loads(s)
-        except ValueError:
-            try: value = ast.literal_eval(s)
-            except (ValueError, SyntaxError):
-                if kind is list: value = [v.strip() for v in s.split(",") if v.strip()]
-                else: raise ParamError(f"{name} {s!r} is not a {kind.__name__} literal") from None
-    if kind is list and isinstance(value, tuple): value = list(value)
-    if not isinstance(value, kind): raise ParamError(f"{name} must be a {kind.__name__}, got {value!r}")
-    return value
-
-def check_gate_spec(gate, task: str|None = None) -> dict:
-    "The absolute gate checks for `task`, validated; with no task only the form is checked."
-    gate = _parse_literal("gate", gate, dict)
-    tasks = tuple(TASK_METRICS)
-    if gate and all(k in tasks for k in gate):
-        for t, g in gate.items(): check_gate_spec(g, t)          # validate every task's checks
-        if task is None: return gate
-        gate = gate.get(task, {})
-        if not isinstance(gate, dict): raise ParamError(f"gate for {task} must be a mapping, got {gate!r}")
-    known = gate_metrics(task) if task else sorted({m for t in tasks for m in gate_metrics(t)})
-    out = {}
-    for k, v in gate.items():
-        if k not in known:
-            raise ParamError(f"gate metric {k!r} is not {'a ' + task if task else 'a known'} metric; known: {', '.join(known)}")
-        if not (isinstance(v, (list, tuple)) and len(v) == 2 and v[0] in GATE_OPS and isinstance(v[1], (int, float))
-                and not isinstance(v[1], bool)):
-            raise ParamError(f"gate check {k!r} must be [op, number] with op one of {', '.join(GATE_OPS)}, got {v!r}")
-        out[k] = [v[0], float(v[1])]
-    return out
-
-def evaluate_gate(gate: dict,    # checks from `check_gate_spec`
-                  values: dict,  # metric name -> value (None when not computed)
-                 ) -> dict:
-    "Pass or fail of every absolute check (with the reason of a failure) and of them all."
-    checks = {}
-    for k, (op, thr) in gate.items():
-        v = values.get(k)
-        v = None if v is None or not np.isfinite(v) else float(v)
-        ok = v is not None and bool(GATE_OPS[op](v, thr))
-        checks[k] = {"op": op, "threshold": thr, "value": v, "passed": ok,
-                     "reason": None if ok else (f"`{k}` could not be computed, and the gate asks for {k} {op} {thr:g}." if v is None
-                                                else f"`{k}` is {v:.4g}, but the gate asks for {k} {op} {thr:g}.")}
-    return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
-
-# %% ../nbs/06_evaluate.ipynb #a9d96a8b
-def _skip(note: str) -> dict: return {"passed": None, "skipped": True, "note": note}
-
-def check_baselines(summary: dict|None,   # `metrics.compare` of the model against the best baseline (None: no baselines)
-                    best: str|None = None, # that baseline's name
-                   ) -> dict:
-    "The model is better than the best baseline on the objective metric, the interval of the difference on its side."
-    if not summary: return _skip("the run has no baselines (train/baselines.json)")
-    obj, ci = summary["objective"], summary[f"{summary['objective']}_diff_ci"]
-    ok = bool(summary["better"])
-    side = "below" if obj in LOWER_IS_BETTER else "above"
-    why = (f"interval of the difference (model − baseline) [{ci[0]:.4g}, {ci[1]:.4g}] is not wholly {side} 0" if ci[0] is not None
-           else f"difference (model − baseline) {summary[f'{obj}_diff']:.4g}, no bootstrap interval (n_bootstrap=0)")
-    return {"passed": ok, "value": summary["gain"], "baseline": best, "objective": obj,
-            "reason": None if ok else f"The model is not better than the best baseline `{best}` on test {obj}: {why}."}
-
-def check_cv_selection(selection: dict|None) -> dict:
-    "Cross-validation found an XGBoost candidate at least as good as the best baseline (tune/selection.json)."
-    if selection is None: return _skip("the run has no cross-validated selection (tune/selection.json)")
-    ok = bool(selection.get("beats_baselines"))
-    best, obj = selection.get("best_baseline"), selection.get("objective", "objective")
-    cands = [c.get("cv_mean") for c in selection.get("candidates", []) if c.get("cv_mean") is not None]
-    detail = ""
-    if cands and best in (selection.get("baselines") or {}):
-        detail = f" (best candidate's CV {obj} {min(cands) if obj in LOWER_IS_BETTER else max(cands):.4g}, baseline's {selection['baselines'][best]:.4g})"
-    return {"passed": ok, "best_baseline": best,
-            "reason": None if ok else f"Cross-validation on the training data found no XGBoost candidate as good as the "
-                                      f"best baseline `{best}`{detail}: on this table the baseline is the better model."}
-
-def check_leakage(leakage: dict|None) -> dict:
-    "No suspected leakage column is used unless accepted (train/leakage.json)."
-    if leakage is None: return _skip("the run has no leakage check (train/leakage.json)")
-    acc = {a.get("column") if isinstance(a, dict) else a for a in leakage.get("accepted") or []}   # records or names
-    bad = [d for d in leakage.get("suspects") or [] if d.get("column") not in acc]
-    def raw_of(d):
-        rc = (d.get("evidence") or {}).get("raw_columns") if isinstance(d.get("evidence"), dict) else None
-        return f"; raw column {', '.join(f'`{c}`' for c in rc)}" if rc and rc != [d.get("column")] else ""
-    cols = ", ".join(f"`{d.get('column')}` ({d.get('reason', 'suspect')}{raw_of(d)})" for d in bad)
-    return {"passed": not bad, "suspects": [d.get("column") for d in bad], "accepted": sorted(acc),
-            "reason": None if not bad else f"Suspected target leakage in {cols}. Drop the column(s) with `drop_columns` in "
-                                           "the preprocess stage, or keep them knowingly with `accept_leakage` in the train stage."}
-
-def gate_result(relative: dict, absolute: dict) -> dict:
-    "The whole gate: every check, passed when no check that ran failed, the reasons of the failures and what was skipped."
-    checks = {**relative, **absolute["checks"]}
-    ran = [c for c in checks.values() if not c.get("skipped")]
-    return {"passed": all(c["passed"] for c in ran), "checks": checks,
-            "reasons": [c["reason"] for c in ran if not c["passed"] and c.get("reason")],
-            "notes": [f"{k}: {c['note']}" for k, c in checks.items() if c.get("skipped")]}
+__all__ = ['load_final', 'resolve_reference', 'load_reference', 'oof_predictions', 'validation_rows', 'load_baselines',
+           'read_optional', 'run_evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #a6075abc
 def load_final(run_dir: Path) -> tuple[ModelBundle, str]:
