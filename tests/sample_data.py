@@ -75,3 +75,23 @@ def wandb_summary(wandb_dir: str) -> dict:
                        capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_SILENT": "true"})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+SMALL_MODEL = dict(train=dict(cv_folds=3, max_rounds=80, early_stopping_rounds=10, nthread=1),
+                   tune=dict(n_trials=2, max_rounds=80, early_stopping_rounds=10, timeout=60.0, refit_lr_factor=1.0,
+                             n_startup_trials=2, nthread=1),
+                   evaluate=dict(n_bootstrap=200, n_explain=200, explain_rows=3, min_slice_size=20))
+
+
+def evaluated_run(run_id: str, kind: str = "adult", n: int = 600, wandb_mode: str = "disabled") -> Path:
+    """A run through evaluate with a small, fast model: the project's Adult sample, or a generated `kind` table."""
+    from mlops_nb.core import project_root
+    from mlops_nb.evaluate import run_evaluate
+    from mlops_nb.train import run_train
+    from mlops_nb.tune import run_tune
+    if kind == "adult": adult_run(run_id)
+    else: table_run(project_root(), kind, run_id=run_id, n=n)
+    run_train(run_id=run_id, wandb_mode=wandb_mode, **SMALL_MODEL["train"])
+    run_tune(run_id=run_id, wandb_mode=wandb_mode, **SMALL_MODEL["tune"])
+    ev = dict(SMALL_MODEL["evaluate"], sensitive=[] if kind != "adult" else None)
+    return run_evaluate(run_id=run_id, wandb_mode=wandb_mode, **ev).run_dir
