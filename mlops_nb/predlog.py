@@ -64,14 +64,22 @@ def _strings(a) -> pa.Array:
         return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v) for v in a],
                         type=pa.string())
 
-def _column(cols, c: str, n: int) -> np.ndarray:
-    "Raw column `c` of a columns mapping or a DataFrame as a 1-D array of n values (absent: all missing)."
-    if isinstance(cols, pd.DataFrame): a = cols[c].to_numpy() if c in cols.columns else None
-    else: a = cols.get(c)
+def _get(inputs, c: str):
+    "Raw column `c` of an item's inputs (a columns mapping or a DataFrame); None when absent."
+    if isinstance(inputs, pd.DataFrame): return inputs[c].to_numpy() if c in inputs.columns else None
+    return inputs.get(c)
+
+def _column(a, c: str, n: int) -> np.ndarray:
+    "One item's values of column `c` as a 1-D array of n values (None: all missing)."
     if a is None: return np.full(n, None, dtype=object)
     a = np.asarray(a).reshape(-1)
     if len(a) != n: raise DataError(f"column {c!r} has {len(a)} values for {n} predictions")
     return a
+
+def _gather(vals: list, ns: list, c: str) -> np.ndarray:
+    "One column of every item: a single concatenate when each has its item's length, else item by item (checked)."
+    if all(v is not None and np.ndim(v) == 1 and len(v) == n for v, n in zip(vals, ns)): return np.concatenate(vals)
+    return np.concatenate([_column(v, c, n) for v, n in zip(vals, ns)])
 
 def _probs(pred: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     "Class probabilities (n, k) from P(positive) (binary, shape (n,)) or (n, k) probabilities."
@@ -95,26 +103,33 @@ def _rep(v, n: int) -> np.ndarray:
         return a
     return np.full(n, None if v is None else str(v), dtype=object)
 
+def _scalars(vals: list, ns: list) -> np.ndarray:
+    "Per-item values (a scalar for all its rows, or one per row) as one object array of strings/None."
+    if all(v is None or isinstance(v, (str, int, np.integer)) for v in vals):
+        return np.repeat(np.array([None if v is None else str(v) for v in vals], dtype=object), ns)
+    return np.concatenate([_rep(v, n) for v, n in zip(vals, ns)])
+
 def items_table(items: list, spec: FeatureSpec, schema: pa.Schema, model: str = "") -> pa.Table:
     "Queued `append` items as one Arrow table of the log's schema."
     preds = [np.asarray(it[1], dtype=np.float64) for it in items]
     ns = [len(p) for p in preds]
+    inputs = [it[0] for it in items]
     out = {"ts": pa.array(np.repeat([_ts_micros(it[6]) for it in items], ns), type=pa.int64()).cast(schema.field("ts").type),
-           "request_id": _strings(np.concatenate([_rep(it[5], n) for it, n in zip(items, ns)])),
+           "request_id": _strings(_scalars([it[5] for it in items], ns)),
            "model": _strings(np.full(sum(ns), model or None, dtype=object)),
-           "version": _strings(np.concatenate([_rep(it[3], n) for it, n in zip(items, ns)])),
-           "role": _strings(np.concatenate([_rep(it[4], n) for it, n in zip(items, ns)]))}
+           "version": _strings(_scalars([it[3] for it in items], ns)),
+           "role": _strings(_scalars([it[4] for it in items], ns))}
     for c, name in log_columns(spec).items():
-        a = np.concatenate([_column(it[0], c, n) for it, n in zip(items, ns)])
+        a = _gather([_get(p, c) for p in inputs], ns, c)
         if c in spec.numeric: out[name] = pa.array(a.astype(np.float64) if a.dtype != object else
-                                                   np.array([np.nan if v is None else v for v in a], np.float64))
+                                                   np.array([np.nan if v is None or v is pd.NA else v for v in a], np.float64))
         else: out[name] = _strings(a)
     if spec.task == "regression":
         out["pred_value"] = pa.array(np.concatenate([p.reshape(-1) for p in preds]))
     else:
-        labels = [np.full(n, None, dtype=object) if it[2] is None else _column({"l": it[2]}, "l", n) for it, n in zip(items, ns)]
-        out["pred_label"] = _strings(np.concatenate(labels))
-        probs = np.concatenate([_probs(p, spec) for p in preds])
+        out["pred_label"] = _strings(_gather([it[2] for it in items], ns, "labels"))
+        same = len({p.shape[1:] for p in preds}) == 1
+        probs = _probs(np.concatenate(preds), spec) if same else np.concatenate([_probs(p, spec) for p in preds])
         for j, c in enumerate(spec.classes): out[f"pred_p_{c}"] = pa.array(probs[:, j])
     return pa.Table.from_pydict(out, schema=schema)
 
