@@ -17,8 +17,8 @@ import numpy as np
 from .core import ParamError
 
 # %% auto #0
-__all__ = ['PREFIX', 'ENV', 'REQUEST_KEY_HEADER', 'LATENCY_BUCKETS', 'VALUE_BUCKETS', 'ROUTER_MODES', 'setup_multiprocess',
-           'multiprocess_dir', 'prune_dead', 'Telemetry', 'Router']
+__all__ = ['PREFIX', 'ENV', 'REQUEST_KEY_HEADER', 'LATENCY_BUCKETS', 'VALUE_BUCKETS', 'ROUTER_MODES', 'value_buckets',
+           'setup_multiprocess', 'multiprocess_dir', 'prune_dead', 'Telemetry', 'Router']
 
 # %% ../nbs/07g_telemetry.ipynb #f605e46e
 PREFIX = "mlops_nb_"                   # every metric name starts with it
@@ -27,6 +27,18 @@ REQUEST_KEY_HEADER = "X-Request-Key"   # the request header whose value routes a
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
                    0.25, 1.0)          # request seconds: dense in 0.5-50 ms
 VALUE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))  # prediction values: probabilities in tenths
+
+def value_buckets(task: str,      # binary, multiclass or regression
+                  values=None,     # regression: typical values (the training target, evaluation predictions)
+                  n: int = 10,     # regression: number of quantile buckets
+                 ) -> tuple:
+    "prediction_value buckets: tenths for classifiers; for regression the quantiles of `values` (4 significant digits)."
+    if task != "regression": return VALUE_BUCKETS
+    v = np.asarray([] if values is None else values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if not len(v): return (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # prometheus_client's defaults
+    q = np.quantile(v, np.linspace(0, 1, n + 1)[1:])
+    return tuple(sorted({float(f"{x:.4g}") for x in q}))
 
 def setup_multiprocess(directory,         # folder for the workers' metric files (created)
                        clean: bool = True, # remove the files of an earlier server run

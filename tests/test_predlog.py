@@ -162,6 +162,17 @@ def test_kill_9_leaves_only_complete_files(tmp_path):
     assert sorted(set(ids)) == list(range(ids.max() + 1))                  # a prefix of what was appended, no holes
 
 
+def test_exit_without_close_flushes(tmp_path):
+    code = ("import sys, numpy as np; from mlops_nb.features import FeatureSpec; from mlops_nb.predlog import PredictionLog; "
+            "pl = PredictionLog(sys.argv[2], FeatureSpec.from_json(open(sys.argv[1]).read()), flush_seconds=60); "
+            "[pl.append({'age': np.array([float(i)])}, np.array([0.5]), None, 1) for i in range(25)]")
+    (tmp_path/"spec.json").write_text(spec().to_json())
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path/"spec.json"), str(tmp_path/"log")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = read_predictions(tmp_path/"log")                                 # written at interpreter exit (atexit)
+    assert out["age"].tolist() == [float(i) for i in range(25)] and out["color"].isna().all()
+
+
 def test_two_processes_one_directory(tmp_path):
     d = tmp_path/"log"
     procs = [run_writer(tmp_path, d, 400, tag, max_bytes=8_000, wait=False) for tag in ("a", "b")]
