@@ -138,6 +138,11 @@ def items_table(items: list, spec: FeatureSpec, schema: pa.Schema, model: str = 
 _log = logging.getLogger(__name__)
 _SEQ = itertools.count(1)  # per-process file sequence number (shared by every log of the process)
 
+def _nrows(pred) -> int:
+    "Rows of a queued prediction array (1 for anything without a length: the writer will count it as an error)."
+    try: return len(pred)
+    except TypeError: return 1
+
 def _utc_stamp() -> str: return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 def _positive(name: str, v, kind=float):
@@ -227,14 +232,18 @@ class PredictionLog:
         while True:
             stop = self._stop.wait(poll)
             flush = self._flush_req.is_set()
-            while self._q:
-                it = self._q.popleft()
-                if not pending: first = time.monotonic()
-                pending.append(it); rows += np.shape(it[1])[0] if np.ndim(it[1]) else 1
-            now = time.monotonic()
-            if pending and (stop or flush or rows >= self.flush_rows or now - first >= self.flush_seconds):
-                self._write(pending); pending, rows = [], 0
-            if self._writer is not None and (stop or flush or now - self._opened >= self.rotate_seconds): self._finish()
+            try:
+                while self._q:
+                    it = self._q.popleft()
+                    if not pending: first = time.monotonic()
+                    pending.append(it); rows += _nrows(it[1])
+                now = time.monotonic()
+                if pending and (stop or flush or rows >= self.flush_rows or now - first >= self.flush_seconds):
+                    batch, pending, rows = pending, [], 0
+                    self._write(batch)
+                if self._writer is not None and (stop or flush or now - self._opened >= self.rotate_seconds): self._finish()
+            except Exception as e:  # never let the thread die: the request path would then only drop
+                self._fail("the writer loop", e)
             if flush: self._flush_req.clear(); self._flushed.set()
             if stop and not self._q: return
 
@@ -293,7 +302,9 @@ class PredictionLog:
             finally: os.close(fd)
             os.replace(part, part.with_name(part.name[1:-len(PART_SUFFIX)]))
             self.files_written += 1
-        except Exception as e: self._fail("closing a file", e)
+        except Exception as e:
+            self._fail("closing a file", e)
+            self._abandon()
         finally: self._writer = self._sink = None
 
     def _abandon(self):
@@ -327,9 +338,10 @@ def read_predictions(directory,     # a PredictionLog folder
     filters += [("ts", "<", hi)] if hi is not None else []
     tables = []
     for f in log_files(d):
-        try: tables.append(pq.read_table(f, filters=filters or None))
+        try:
+            if "ts" not in pq.read_schema(f).names: raise DataError("no ts column")
+            tables.append(pq.read_table(f, filters=filters or None))
         except Exception as e: warnings.warn(f"prediction log file {f.name} skipped: {type(e).__name__}: {e}", stacklevel=2)
-    tables = [t for t in tables if "ts" in t.column_names]
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "ts" else object) for c in BASE_COLUMNS})
     df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
