@@ -25,8 +25,8 @@ from .core import DataError, ParamError
 from .features import FeatureSpec
 
 # %% auto #0
-__all__ = ['BASE_COLUMNS', 'FILE_PREFIX', 'PART_SUFFIX', 'log_columns', 'log_schema', 'items_table', 'PredictionLog', 'log_files',
-           'read_predictions']
+__all__ = ['BASE_COLUMNS', 'FILE_PREFIX', 'PART_SUFFIX', 'CHUNK_ITEMS', 'log_columns', 'log_schema', 'items_table',
+           'PredictionLog', 'log_files', 'read_predictions']
 
 # %% ../nbs/07f_predlog.ipynb #b0cf76e6
 BASE_COLUMNS = ("ts", "request_id", "model", "version", "role")  # the columns every log file starts with
@@ -137,6 +137,7 @@ def items_table(items: list, spec: FeatureSpec, schema: pa.Schema, model: str = 
 # %% ../nbs/07f_predlog.ipynb #8d903034
 _log = logging.getLogger(__name__)
 _SEQ = itertools.count(1)  # per-process file sequence number (shared by every log of the process)
+CHUNK_ITEMS = 128          # the writer converts this many queued items at a time, then yields the GIL
 
 def _nrows(pred) -> int:
     "Rows of a queued prediction array (1 for anything without a length: the writer will count it as an error)."
@@ -258,20 +259,21 @@ class PredictionLog:
             except Exception: pass
 
     def _table(self, items: list) -> pa.Table|None:
-        "The items as one table; a batch that fails is converted item by item, skipping (and counting) bad ones."
-        try: return items_table(items, self.spec, self.schema, self.model)
-        except Exception:
-            if len(items) == 1: raise
+        "The items as one table, in chunks (yielding the GIL between them); a failed chunk goes item by item."
         good = []
-        for it in items:
-            try: good.append(items_table([it], self.spec, self.schema, self.model))
-            except Exception as e: self._fail("converting an item", e, int(np.size(it[1])))
+        for lo in range(0, len(items), CHUNK_ITEMS):
+            chunk = items[lo:lo + CHUNK_ITEMS]
+            try: good.append(items_table(chunk, self.spec, self.schema, self.model))
+            except Exception:
+                for it in chunk:
+                    try: good.append(items_table([it], self.spec, self.schema, self.model))
+                    except Exception as e: self._fail("converting an item", e, _nrows(it[1]))
+            time.sleep(0)  # let the request thread take the GIL: it never waits for more than one chunk
         return pa.concat_tables(good) if good else None
 
     def _write(self, items: list):
         "Convert and write one batch in row groups of flush_rows, opening a file when needed and rotating it when full."
-        try: table = self._table(items)
-        except Exception as e: return self._fail("converting an item", e, int(np.size(items[0][1])))
+        table = self._table(items)
         if table is None: return
         for start in range(0, table.num_rows, self.flush_rows):  # row groups of at most flush_rows rows
             part = table.slice(start, self.flush_rows)
