@@ -215,6 +215,7 @@ TEL = textwrap.dedent('''
         t.request("/predict", 200, 0.002)
         t.predicted(version, "champion", np.array([0.9]), np.array([">50K"]))
     t.set_model("adult", version)
+    t.predicted(version, "champion", np.linspace(0, 1, 10))             # a batch: binned with NumPy, shared files
     print("ready", flush=True)
     if sys.argv[4] == "stay": sys.stdin.read()
 ''')
@@ -253,6 +254,9 @@ def test_two_processes_aggregate(tmp_path, monkeypatch):
     assert s[("mlops_nb_request_seconds_count", (("endpoint", "/predict"),))] == 42
     assert s[("mlops_nb_predictions_total", (("class", ">50K"), ("role", "champion"), ("version", "3")))] == 30
     assert s[("mlops_nb_predictions_total", (("class", ">50K"), ("role", "champion"), ("version", "4")))] == 12
+    assert s[("mlops_nb_predictions_total", (("class", "value"), ("role", "champion"), ("version", "4")))] == 10
+    assert s[("mlops_nb_prediction_value_count", (("role", "champion"), ("version", "3")))] == 40
+    assert s[("mlops_nb_prediction_value_bucket", (("le", "0.5"), ("role", "champion"), ("version", "4")))] == 5
     info = {k[1]: v for k, v in s.items() if k[0] == "mlops_nb_model_info"}
     assert info == {(("name", "adult"), ("role", "champion"), ("version", "3")): 1}  # the exited worker's is pruned
 
