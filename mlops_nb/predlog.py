@@ -30,7 +30,7 @@ __all__ = ['BASE_COLUMNS', 'FILE_PREFIX', 'PART_SUFFIX', 'CHUNK_ITEMS', 'log_col
 
 # %% ../nbs/07f_predlog.ipynb #b0cf76e6
 BASE_COLUMNS = ("ts", "request_id", "model", "version", "role")  # the columns every log file starts with
-FILE_PREFIX = "predictions-"                                      # complete files: predictions-<utc>-<pid>-<seq>.parquet
+FILE_PREFIX = "predictions-"                                      # complete files: predictions-<utc>-<pid>-<seq>-<token>.parquet
 PART_SUFFIX = ".part"                                             # a file being written: .predictions-....parquet.part
 
 def _pred_names(spec: FeatureSpec) -> list[str]:
@@ -143,6 +143,10 @@ def _nrows(pred) -> int:
     "Rows of a queued prediction array (1 for anything without a length: the writer will count it as an error)."
     try: return len(pred)
     except TypeError: return 1
+
+def _token(_cache={}) -> str:
+    "A random token per process (containers sharing a log volume may all run the server as the same pid)."
+    return _cache.setdefault(os.getpid(), os.urandom(3).hex())
 
 def _utc_stamp() -> str: return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -288,7 +292,7 @@ class PredictionLog:
 
     def _open(self):
         "Open a new hidden .part file."
-        name = f"{FILE_PREFIX}{_utc_stamp()}-{os.getpid()}-{next(_SEQ):06d}.parquet"
+        name = f"{FILE_PREFIX}{_utc_stamp()}-{os.getpid()}-{next(_SEQ):06d}-{_token()}.parquet"
         self._part = self.directory/f".{name}{PART_SUFFIX}"
         self._sink = pa.OSFile(str(self._part), "wb")
         self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
