@@ -9,6 +9,10 @@ with replacement. Each case runs in its own subprocess (imports and profile load
 wall time of the read + comparison, median of `repeat`; memory growth = peak RSS (VmHWM) minus the RSS just
 before the timed call, against the batch's in-memory size (the Arrow table read plainly, without dictionaries).
 The KS statistics of both cases are compared: the sketch's error against the exact test. Quick variant: 100,000 rows.
+
+Evidently (`Report([DataDriftPreset()]).run(current, reference)` on the same pandas frames, read and timed the same
+way) runs in its own environment made on first use by `benchmarks/evidently_env.sh` (Evidently 0.7 does not
+import under pandas 3); when that fails, Evidently is skipped and said so.
 """
 from __future__ import annotations
 
@@ -71,7 +75,39 @@ secs = time.perf_counter() - t
 print(json.dumps({"seconds": secs, "import_s": t1 - t0, "growth_kb": _kb("VmHWM") - rss0, "ks": ks}))
 """
 
-CASES = {"mlops_nb.drift.compare (pyarrow, sketch)": OURS, "baseline: pandas + exact scipy": BASELINE}
+EVIDENTLY = _RSS + """
+import json, sys, time
+t0 = time.perf_counter()
+import pandas as pd
+from evidently import Report
+from evidently.presets import DataDriftPreset
+ref = pd.read_parquet(sys.argv[3])
+t1 = time.perf_counter()
+rss0 = _kb("VmRSS")
+t = time.perf_counter()
+cur = pd.read_parquet(sys.argv[2])
+snap = Report([DataDriftPreset()]).run(cur, ref)
+snap.dict()
+secs = time.perf_counter() - t
+print(json.dumps({"seconds": secs, "import_s": t1 - t0, "growth_kb": _kb("VmHWM") - rss0, "ks": {}}))
+"""
+
+OURS_CASE, BASE_CASE, EVI_CASE = "mlops_nb.drift.compare (pyarrow, sketch)", "baseline: pandas + exact scipy", "Evidently 0.7 DataDriftPreset"
+CASES = {OURS_CASE: OURS, BASE_CASE: BASELINE}
+
+
+def evidently_python() -> tuple[str | None, str]:
+    """The Evidently environment's Python (made by evidently_env.sh when missing), or None and why it is unavailable."""
+    here = Path(__file__).resolve().parent
+    try:
+        r = subprocess.run(["bash", str(here/"evidently_env.sh")], capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"Evidently skipped: evidently_env.sh did not finish ({type(e).__name__}: {e})"
+    if r.returncode:
+        tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
+        return None, f"Evidently skipped: evidently_env.sh failed with exit status {r.returncode}: {tail}"
+    venv = Path(os.environ.get("EVIDENTLY_VENV") or here.parent/".venv-evidently")
+    return str(venv/"bin"/"python"), f"Evidently environment: {venv}"
 
 
 def _setup(tmp: Path, rows: int) -> dict:
@@ -95,9 +131,9 @@ def _setup(tmp: Path, rows: int) -> dict:
             "pandas_mb": big.memory_usage(deep=True).sum() / 2**20, "parquet_mb": (tmp/"batch.parquet").stat().st_size / 2**20}
 
 
-def _once(script: str, tmp: Path) -> dict:
+def _once(script: str, tmp: Path, python: str = sys.executable) -> dict:
     """Run one case in a fresh subprocess; its JSON line."""
-    r = subprocess.run([sys.executable, "-c", script, str(tmp/"profile.json"), str(tmp/"batch.parquet"), str(tmp/"reference.parquet")],
+    r = subprocess.run([python, "-c", script, str(tmp/"profile.json"), str(tmp/"batch.parquet"), str(tmp/"reference.parquet")],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     if r.returncode: raise RuntimeError(f"benchmark case failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -106,15 +142,18 @@ def _once(script: str, tmp: Path) -> dict:
 def run(repeat: int = 3, quick: bool = False) -> dict:
     """Median wall time and peak memory growth of each case over `repeat` alternating subprocess runs."""
     quick = quick or os.environ.get("MLOPS_NB_BENCH_QUICK") == "1"
+    evi_py, evi_note = evidently_python()
+    print(f"   {evi_note}", flush=True)
+    cases = {c: (s, sys.executable) for c, s in CASES.items()} | ({EVI_CASE: (EVIDENTLY, evi_py)} if evi_py else {})
     with tempfile.TemporaryDirectory(prefix="mlops_nb_drift_bench_") as d:
         tmp = Path(d)
         size = _setup(tmp, 100_000 if quick else 1_000_000)
-        res = {c: [] for c in CASES}
+        res = {c: [] for c in cases}
         for i in range(1 if quick else repeat):
-            for case, script in CASES.items():
-                res[case].append(_once(script, tmp))
+            for case, (script, py) in cases.items():
+                res[case].append(_once(script, tmp, py))
                 print(f"   [{i + 1}] {case}: {res[case][-1]['seconds']:.2f}s", flush=True)
-    base = statistics.median(r["seconds"] for r in res["baseline: pandas + exact scipy"])
+    base = statistics.median(r["seconds"] for r in res[BASE_CASE])
     rows = []
     for case, rs in res.items():
         med = statistics.median(r["seconds"] for r in rs)
@@ -122,8 +161,12 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
         rows.append({"case": case, "rows": size["rows"], "median_s": med, "min_s": min(r["seconds"] for r in rs),
                      "max_s": max(r["seconds"] for r in rs), "x_baseline": med / base, "import_s": statistics.median(r["import_s"] for r in rs),
                      "mem_growth_mb": grow, "growth_vs_data": grow / size["arrow_mb"]})
-    ours, exact = res[next(iter(CASES))][0]["ks"], res["baseline: pandas + exact scipy"][0]["ks"]
+    ours, exact = res[OURS_CASE][0]["ks"], res[BASE_CASE][0]["ks"]
     ks_err = max(abs(ours[c] - exact[c]) for c in exact)
-    return {"rows": rows, "data": size, "ks_max_abs_error": ks_err, "quick": quick,
-            "meets_2s": rows[0]["median_s"] <= 2.0, "meets_memory_2x": rows[0]["growth_vs_data"] <= 2.0,
-            "ratio": rows[0]["median_s"] / base}
+    out = {"rows": rows, "data": size, "ks_max_abs_error": ks_err, "quick": quick, "evidently": evi_note,
+           "meets_2s": rows[0]["median_s"] <= 2.0, "meets_memory_2x": rows[0]["growth_vs_data"] <= 2.0,
+           "ratio": rows[0]["median_s"] / base}
+    if EVI_CASE in res:
+        out["vs_evidently"] = rows[0]["median_s"] / statistics.median(r["seconds"] for r in res[EVI_CASE])
+        out["meets_tenth_of_evidently"] = out["vs_evidently"] <= 0.1
+    return out

@@ -140,10 +140,12 @@ def _read(current, columns: list, categorical: set):
         if not p.is_file(): raise DataError(f"current batch not found: {p}")
         if p.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
-            try: names = pq.read_schema(p).names
+            import pyarrow as pa
+            try: schema = pq.read_schema(p)
             except Exception as e: raise DataError(f"cannot read {p}: {e}") from None
-            cols = [c for c in columns if c in names]
-            return pq.read_table(p, columns=cols, read_dictionary=[c for c in cols if c in categorical]), names
+            cols = [c for c in columns if c in schema.names]
+            text = [c for c in cols if c in categorical and (pa.types.is_string(t := schema.field(c).type) or pa.types.is_large_string(t))]
+            return pq.read_table(p, columns=cols, read_dictionary=text), schema.names
         from mlops_nb.artifacts import read_table
         current = read_table(p)
     if isinstance(current, pd.DataFrame): return current, list(current.columns)
