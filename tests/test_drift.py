@@ -105,6 +105,16 @@ def test_pyarrow_dictionary_path_matches_pandas(split0, tmp_path):
     assert a["features"]["occupation"]["status"] == "ALERT" and any("unseen" in t and "Astronaut" in t for t in occ), occ
 
 
+def test_result_is_a_json_report(split0):
+    import json
+    from mlops_nb.artifacts import to_json
+    _, prof, pool = split0
+    r = compare(prof, pool.sample(BATCH, random_state=8))
+    back = json.loads(to_json(r))
+    assert back["verdict"] == r["verdict"] and back["features"]["age"]["psi"] == pytest.approx(r["features"]["age"]["psi"])
+    assert json.loads(to_json(prof))["columns"]["age"]["grid"] == prof["columns"]["age"]["grid"]
+
+
 def test_windows_share_one_correction(split0):
     _, prof, pool = split0
     w = {f"w{i}": pool.sample(1000, random_state=i) for i in range(4)}
