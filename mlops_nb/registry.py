@@ -14,21 +14,19 @@ import re
 import shutil
 import socket
 import uuid
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import (ArtifactDir, ArtifactError, DataError, ParamError, file_lock, project_root,
-                                resolve_path, runs_dir, to_json)
-from .model import ModelBundle, _run_folder, load_run_bundle, run_lineage
+                                resolve_path, to_json)
+from .model import ModelBundle
 
 # %% auto #0
 __all__ = ['NAME_RE', 'ALIAS_RE', 'LOCK_TIMEOUT', 'FORMAT', 'REQUIRED', 'RegistryError', 'RegistryConflict', 'registry_root',
            'check_name', 'check_alias', 'default_name', 'parse_ref', 'model_dir', 'aliases_path', 'list_models',
            'aliases', 'versions', 'resolve', 'audit_log', 'RegisteredModel', 'check_version', 'version_dir',
-           'load_model_dir', 'load_model', 'locked', 'whoami', 'set_alias', 'record_decision', 'register',
-           'log_version', 'verify']
+           'load_model_dir', 'load_model', 'locked', 'whoami', 'set_alias', 'record_decision', 'register', 'verify']
 
 # %% ../nbs/07a_registry.ipynb #f5624fe0
 class RegistryError(ArtifactError):
@@ -355,106 +353,6 @@ def record_decision(name: str, alias: str, version: int, who: str|None = None, w
         _append_line(mdir/"audit.jsonl", e)
         return e
 
-# %% ../nbs/07a_registry.ipynb #05319d98
-def _demo_run(run_dir, task: str = "binary", seed: int = 0, rounds: int = 8, n: int = 300, passed: bool = True,
-              data: str = "data/raw/toy.csv", columns: dict|None = None) -> Path:
-    "A run folder shaped like an evaluated run, from `toy_data` (examples only: not a real evaluation)."
-    import numpy as np, pandas as pd, xgboost as xgb
-    from mlops_nb.features import dmatrix
-    from mlops_nb.metrics import objective, objective_score
-    from mlops_nb.model import save_bundle
-    from mlops_nb.train import toy_data
-    run = Path(run_dir); X, y, spec = toy_data(task, n=n, seed=seed)
-    obj = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}[task]
-    prm = {"objective": obj, "max_depth": 3, "nthread": 1, "seed": seed} | ({"num_class": 3} if task == "multiclass" else {})
-    mb = ModelBundle(xgb.train(prm, dmatrix(X, spec, y), num_boost_round=rounds), spec, 0.5 if task == "binary" else None,
-                     {"lineage": {"run_id": run.name, "stage": "evaluate"}})
-    raw = X.copy().astype(object); lv = spec.categorical["color"]
-    raw["color"] = [None if np.isnan(c) else lv[int(c)] for c in X["color"]]
-    raw["y"] = [spec.classes[int(v)] for v in y] if spec.classes else y
-    pred = mb.predict(raw)
-    pf = pd.DataFrame({"row": np.arange(n), "y": raw["y"]})
-    if task == "binary": pf["probability"] = pred
-    elif task == "multiclass": pf[[f"p_{k}" for k in spec.classes]] = pred
-    else: pf["prediction"] = pred
-    prep, ev = ArtifactDir(run/"preprocess"), ArtifactDir(run/"evaluate")
-    prep.write_parquet("test.parquet", raw.rename(columns=columns or {}))
-    prep.write_json("schema.json", {"target": "y", "task": task, "classes": spec.classes})
-    prep.write_json("context.json", {"params": {"data": data}, "inputs": {data: "0" * 64}})
-    save_bundle(ev, mb)
-    ev.write_json("metrics.json", {"task": task, "rows": n, objective(task): objective_score(task, y, pred)})
-    ev.write_json("gate.json", {"passed": passed, "reasons": [] if passed else ["demo: gate failed"], "evaluated": "now"})
-    ev.write_parquet("predictions.parquet", pf)
-    ev.write_text("model_card.md", f"# Model card: demo run {run.name}\n")
-    ev.write_text("model_card.html", f"<h1>Model card: demo run {run.name}</h1>\n")
-    ev.write_json("context.json", {"run_id": run.name, "wandb_dir": None, "wandb_mode": "disabled"})
-    return run
-
-# %% ../nbs/07a_registry.ipynb #f99b1060
-def _stage_bytes(run: Path, stage: str, name: str) -> bytes:
-    "The bytes of a stage's artifact, checked against the stage's manifest."
-    ad = ArtifactDir(run/stage)
-    if name not in ad.manifest: raise ParamError(f"run {run.name} has no {stage}/{name}: run the {stage} stage first")
-    data = (ad.path/name).read_bytes()
-    if hashlib.sha256(data).hexdigest() != ad.manifest[name]["sha256"]:
-        raise ArtifactError(f"{ad.path/name} does not match its sha256 in the manifest")
-    return data
-
-def _sources(run: Path) -> tuple[dict, ModelBundle, dict]:
-    "Everything a version copies from the run (relative path -> bytes), the bundle and the run's context documents."
-    if not (run/"evaluate"/"model").is_dir(): raise ParamError(f"run {run.name} has no evaluated model: run the evaluate stage first")
-    bundle = load_run_bundle(run, "evaluate")
-    files = {"model/manifest.json": _stage_bytes(run, "evaluate", "model/manifest.json")}
-    for n, e in json.loads(files["model/manifest.json"]).items():
-        data = (run/"evaluate"/"model"/n).read_bytes()
-        if hashlib.sha256(data).hexdigest() != e["sha256"]: raise ArtifactError(f"{run/'evaluate'/'model'/n} does not match its sha256")
-        files[f"model/{n}"] = data
-    for n in ("metrics.json", "gate.json", "predictions.parquet"): files[f"evaluation/{n}"] = _stage_bytes(run, "evaluate", n)
-    for n in ("model_card.md", "model_card.html"): files[n] = _stage_bytes(run, "evaluate", n)
-    files["evaluation/test.parquet"] = _stage_bytes(run, "preprocess", "test.parquet")
-    docs = {"schema": json.loads(_stage_bytes(run, "preprocess", "schema.json")),
-            "prep": json.loads(_stage_bytes(run, "preprocess", "context.json")),
-            "eval": json.loads(_stage_bytes(run, "evaluate", "context.json")),
-            "gate": json.loads(files["evaluation/gate.json"]), "metrics": json.loads(files["evaluation/metrics.json"])}
-    return files, bundle, docs
-
-def _version_doc(name, v, bundle, docs, files, who, reason) -> dict:
-    "version.json."
-    from mlops_nb.metrics import objective
-    obj, m = objective(bundle.task), docs["metrics"]
-    return {"format": FORMAT, "name": name, "version": v, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "task": bundle.task, "target": bundle.spec.target, "classes": bundle.classes, "threshold": bundle.threshold,
-            "objective": obj, "objective_value": m.get(obj), "test_sha256": hashlib.sha256(files["evaluation/test.parquet"]).hexdigest(),
-            "test_rows": m.get("rows"), "gate_passed": docs["gate"].get("passed") is True, "gate_reasons": docs["gate"].get("reasons", []),
-            "run_id": docs["eval"].get("run_id"), "registered_by": whoami(who), "reason": reason}
-
-def _lineage_doc(run: Path, bundle: ModelBundle, docs: dict) -> dict:
-    "lineage.json: run id, data sha256s, git commit, the W&B run of the evaluation."
-    lin = run_lineage(run, "evaluate")
-    return {**lin, "data_path": docs["prep"].get("params", {}).get("data"), "model_lineage": bundle.lineage,
-            "wandb": {"dir": docs["eval"].get("wandb_dir"), "mode": docs["eval"].get("wandb_mode")},
-            "evaluated": docs["gate"].get("evaluated")}
-
-def _next_version(mdir: Path) -> int:
-    "Under the lock: the next version number, recorded in counter.json before it is used."
-    f = mdir/"counter.json"
-    try: last = json.loads(f.read_text())["last"] if f.is_file() else 0
-    except (ValueError, KeyError, TypeError) as e: raise RegistryError(f"{f} is not a version counter: {e}") from None
-    v = max(int(last), *_version_numbers(mdir), 0) + 1
-    _write_durable(f, (to_json({"last": v}) + "\n").encode())
-    return v
-
-def _build(tmp: Path, files: dict):
-    "Write the version's files (each fsynced) and its manifest into the empty folder `tmp`."
-    for rel, data in files.items():
-        p = tmp/rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as f: f.write(data); f.flush(); os.fsync(f.fileno())
-    man = {rel: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for rel, d in sorted(files.items())}
-    with open(tmp/"manifest.json", "wb") as f: f.write((to_json(man) + "\n").encode()); f.flush(); os.fsync(f.fileno())
-    for d in {tmp, *((tmp/rel).parent for rel in files)}: _fsync_dir(d)
-
-# %% ../nbs/07a_registry.ipynb #6a784b7d
 def register(run_dir,                 # a run folder or run id with an evaluated model
              name: str|None = None,   # model name (None: `default_name` of the run's data file)
              root=None,               # registry folder (None: `registry_root()`)
@@ -463,61 +361,8 @@ def register(run_dir,                 # a run folder or run id with an evaluated
              wandb_mode: str = "",    # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
             ) -> dict:
     "Register the run's evaluated model as the next version of `name`, point `staging` at it; return version.json."
-    from mlops_nb.tracking import wandb_mode as _mode
-    _mode(wandb_mode)
-    run = _run_folder(run_dir)
-    files, bundle, docs = _sources(run)
-    name = check_name(name) if name else default_name(docs["prep"].get("params", {}).get("data") or run.name)
-    lineage = _lineage_doc(run, bundle, docs)
-    with locked(name, root) as mdir:
-        v = _next_version(mdir)
-        info = _version_doc(name, v, bundle, docs, files, who, reason)
-        tmp = mdir/f".tmp-{v}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.mkdir()
-            _build(tmp, {**files, "version.json": (to_json(info) + "\n").encode(),
-                         "lineage.json": (to_json(lineage) + "\n").encode()})
-            check_version(tmp, (name, v))
-            os.rename(tmp, mdir/str(v))
-            _fsync_dir(mdir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True); raise
-        cur = aliases(name, root).get("staging")
-        _apply(mdir, _entry("staging", cur, v, who, reason or f"registered from run {run.name}",
-                            {"gate_passed": info["gate_passed"], info["objective"]: info["objective_value"]}, False, "registered"))
-    log_version(name, v, ["staging"], root, wandb_mode, job="register")
-    return info
-
-# %% ../nbs/07a_registry.ipynb #589e066c
-def _wandb_dir(run_id: str|None) -> Path:
-    "Where the registry's W&B runs go: the model's run folder when it exists, else <project>/reports/registry."
-    p = runs_dir()/run_id if run_id and "/" not in run_id and run_id not in (".", "..") else None
-    if p is not None and p.is_dir(): return p
-    d = project_root()/"reports"/"registry"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-def log_version(name: str, version: int, alias_names: list, root=None, wandb_mode: str = "", job: str = "register",
-                summary: dict|None = None) -> dict|None:
-    "Log a version folder as a W&B model artifact carrying `alias_names`, in a W&B run of kind `job`."
-    from mlops_nb.tracking import Tracker, wandb_mode as _mode
-    if _mode(wandb_mode) == "disabled": return None
-    p = model_dir(name, root)/str(version)
-    info = json.loads((p/"version.json").read_text())
-    tracker = None
-    try:
-        tracker = Tracker(job, info.get("run_id") or name, _wandb_dir(info.get("run_id")), mode=wandb_mode,
-                          config={"name": name, "version": version, "aliases": list(alias_names)})
-        files = [p/rel for rel in sorted(json.loads((p/"manifest.json").read_text()))] + [p/"manifest.json"]
-        art = tracker.artifact(f"registry-{name}", "model", files, metadata=info, aliases=list(alias_names), root=p)
-        tracker.summary({**(summary or {}), "version": version})
-        out = {"artifact": art["name"], "aliases": art.get("aliases"), "dir": tracker.dir}
-        tracker.finish(ok=True)
-        return out
-    except Exception as e:   # the registry change stands; W&B is a copy
-        if tracker is not None: tracker.finish(ok=False)
-        warnings.warn(f"W&B logging of {name} version {version} failed: {e}")
-        return None
+    from mlops_nb.publish import publish   # the copying, building and W&B logging live in `publish`
+    return publish(run_dir, name, root, who, reason, wandb_mode)
 
 # %% ../nbs/07a_registry.ipynb #1294e645
 def verify(name: str|None = None,  # model to check (None: every model)
