@@ -305,9 +305,6 @@ def _promotion(p: SimpleNamespace, name: str, version: int, gate: dict, run_id: 
         return {"promoted": False, "forced": False, "reasons": ["promote is false: registered only"], "numbers": {},
                 "from": current, "to": current}
     passed = bool(gate.get("passed"))
-    if passed and current == version:
-        return {"promoted": True, "forced": False, "reasons": [f"version {version} is {p.alias} already"], "numbers": {},
-                "from": current, "to": current}
     try:
         d = promote_version(name, version, alias=p.alias, force=p.force and passed, reason=f"deploy stage of run {run_id}",
                             root=p.root, wandb_mode=wandb_mode)

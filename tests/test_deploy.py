@@ -2,6 +2,7 @@
 the runner's `--from deploy`, and parameters checked before anything is written."""
 import json
 import re
+import shutil
 
 import pytest
 
@@ -30,8 +31,8 @@ def test_register_promote_then_refuse_a_failed_gate(project):
     assert again.metrics["version"] == 1 and not again.data["deploy"]["new"] and len(reg.versions("adult")) == 1
 
     # a second run whose evaluation gate failed (an absolute check it cannot pass): registered, never promoted,
-    # not even with force
-    evaluated_run("bad")
+    # not even with force (the run is a copy of the first one up to tune, evaluated again with that gate)
+    shutil.copytree(core.runs_dir()/"good", core.runs_dir()/"bad", ignore=shutil.ignore_patterns("deploy", "wandb"))
     run_evaluate(run_id="bad", gate={"roc_auc": [">=", 0.9999]}, wandb_mode="disabled", **SMALL_MODEL["evaluate"])
     res = run_deploy(run_id="bad", force=True, serve_check=False, wandb_mode="disabled")
     m = res.metrics
