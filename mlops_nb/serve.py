@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .core import DataError, ParamError
-from .answer import (Refused, Server, ServeConfig, Served, _fail, _refusals, _v2_model,
-                             infer_body, load_served, predict_body)
+from .core import ArtifactError, DataError, ParamError
+from .answer import (Refused, Server, ServeConfig, Served, _fail, _refusals, _v2_model, infer_async,
+                             infer_body, load_served, predict_async, predict_body)
 
 log = logging.getLogger("mlops_nb.serve")
 ENV = "MLOPS_NB_SERVE_CONFIG"   # the environment variable that carries the config (JSON) to uvicorn's workers
@@ -102,12 +102,13 @@ class Gateway:
             body = await _read_body(receive, srv.cfg.max_body, length)
             if body is None: return 499
             v2 = _v2_path(path) if path != "/predict" else None
-            if v2: fn = lambda: infer_body(srv, body, v2[0], v2[1], rkey, rid)
-            else: fn = lambda: predict_body(srv, body, scope["query_string"], rkey, rid)
+            qs = scope["query_string"]
             if len(body) > BIG_BODY:
                 from starlette.concurrency import run_in_threadpool
-                out, served, role = await run_in_threadpool(fn)
-            else: out, served, role = fn()
+                if v2: out, served, role = await run_in_threadpool(infer_body, srv, body, v2[0], v2[1], rkey, rid)
+                else: out, served, role = await run_in_threadpool(predict_body, srv, body, qs, rkey, rid)
+            elif v2: out, served, role = await infer_async(srv, body, v2[0], v2[1], rkey, rid)
+            else: out, served, role = await predict_async(srv, body, qs, rkey, rid)
         except _refusals() as e:
             await _send(send, e.status, _fail(e.status, e.reason, e.field))
             return e.status
@@ -154,6 +155,7 @@ def _add_info_routes(app, server: Server):
         if m.challenger is not None: doc["challenger"] = {**_model_doc(m.challenger, server.mode), "share": server.cfg.share}
         doc["reloads"] = {**m.reloads, "refused_versions": {f"{r}:{v}": why for (r, v), why in m.refused.items()}}
         if server.shadow: doc["shadow"] = dict(server.shadow.stats)
+        doc["batching"] = {r: {"batches": b.batches, "rows": b.rows} for r, b in m.champion.batchers.items()}
         return _json(doc)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (all workers)")
@@ -165,9 +167,9 @@ def _body(request, limit: int):
     "Read a FastAPI request's body with the size limit (the same checks as the fast path)."
     return _read_body(request.receive, limit, request.headers.get("content-length", "").encode() or None)
 
-def _answer(fn, *args):
-    "Run an answer function; a refusal becomes its JSON error."
-    try: out, served, role = fn(*args)
+async def _answer(coro):
+    "Await an answer; a refusal becomes its JSON error."
+    try: out, served, role = await coro
     except _refusals() as e: return _json({"error": e.reason, **({"field": e.field} if e.field else {})}, e.status)
     from starlette.responses import Response
     return Response(out, media_type="application/json", headers={"x-model-version": str(served.version), "x-model-role": role})
@@ -194,8 +196,8 @@ def _add_predict_routes(app, server: Server):
               openapi_extra={"parameters": q, "responses": _ERRORS})
     async def predict(request: Request):
         body = await _body(request, lim)
-        return _answer(predict_body, server, body, request.scope["query_string"], request.headers.get("x-request-key"),
-                       request.headers.get("x-request-id"))
+        return await _answer(predict_async(server, body, request.scope["query_string"], request.headers.get("x-request-key"),
+                                           request.headers.get("x-request-id")))
 
     @app.get("/v2", tags=["v2"], summary="V2 server metadata")
     async def v2_server():
@@ -229,8 +231,8 @@ def _add_predict_routes(app, server: Server):
 
     async def infer(request: Request, name: str, version: str|None = None):
         body = await _body(request, lim)
-        return _answer(infer_body, server, body, name, version, request.headers.get("x-request-key"),
-                       request.headers.get("x-request-id"))
+        return await _answer(infer_async(server, body, name, version, request.headers.get("x-request-key"),
+                                         request.headers.get("x-request-id")))
     app.post("/v2/models/{name}/infer", tags=["v2"], summary="V2 inference", openapi_extra=v2_err)(infer)
     app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], summary="V2 inference by version",
              openapi_extra=v2_err)(infer)
@@ -293,7 +295,9 @@ def create_app(cfg: ServeConfig,   # what to serve
         try: yield
         finally: server.close()          # after uvicorn drained the requests in flight: flush the prediction log
 
-    app = FastAPI(title=f"mlops_nb model server: {server.name}", lifespan=lifespan)
+    # FastAPI's native OpenTelemetry hooks check the global providers on every request (~10 us): off, Prometheus is ours
+    app = FastAPI(title=f"mlops_nb model server: {server.name}", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.server = server
     _add_info_routes(app, server)
     _add_predict_routes(app, server)
@@ -323,7 +327,9 @@ def serve(cfg: ServeConfig,           # what to serve
     cfg.check()
     if not isinstance(workers, int) or workers < 1: raise ParamError(f"workers must be a positive integer, got {workers!r}")
     if not isinstance(port, int) or not 0 <= port < 65536: raise ParamError(f"port must be in [0, 65535], got {port!r}")
-    if cfg.bundle: load_served(cfg.name, bundle=cfg.bundle)      # a bad bundle folder fails here, before binding
+    if cfg.bundle:                                   # a bad bundle folder fails here, before binding
+        try: load_served(cfg.name, bundle=cfg.bundle)
+        except ArtifactError as e: raise ParamError(f"bundle: {e}") from None
     else:
         from mlops_nb.registry import registry_root
         if not (registry_root(cfg.root)/cfg.name).is_dir():
