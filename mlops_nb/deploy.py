@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from . import registry as reg
-from .core import (ArtifactError, DataError, ParamError, StageResult, check_int, require, resolve_path,
-                           resolve_run, run_data, sha256_file, stage, stage_dir)
+from .core import (ArtifactError, DataError, ParamError, StageResult, _flatten, check_int, require, resolve_path,
+                           resolve_run, run_data, sha256_file, stage)
 from .model import ModelBundle
 from .promote import promote as promote_version
 
@@ -184,7 +184,7 @@ def _schema_columns(info, spec) -> list:
 def _metrics_excerpt(text, n: int = 14) -> list[str]:
     "The first `n` sample lines of the server's own metrics (no comments, no histogram buckets)."
     lines = text.splitlines() if isinstance(text, str) else []
-    return [l for l in lines if l.startswith("mlops_nb_") and "_bucket{" not in l][:n]
+    return [l for l in lines if l.startswith("mlops_nb_") and "_bucket{" not in l and "_created" not in l][:n]
 
 def _exchange(url: str, name: str, rows: pd.DataFrame, spec) -> SimpleNamespace:
     "Send the check's requests (rows one by one, as a batch, complete ones over V2, one invalid) to the running server."
@@ -336,20 +336,18 @@ def deploy_markdown(doc: dict) -> str:
     elif d.get("promoted"): lines.append(f"**Promoted** to `{doc['alias']}`" + (" (forced)" if d.get("forced") else "") + f" (was {d.get('from')}).")
     else: lines.append(f"**Not promoted** to `{doc['alias']}` (it stays at {d.get('from')}):")
     lines += [f"- {r}" for r in d.get("reasons", []) if not d.get("promoted")]
-    if d.get("numbers"): lines.append("Numbers: " + ", ".join(f"{k} = {v}" for k, v in _flat(d["numbers"]).items()))
+    if d.get("numbers"): lines.append("Numbers: " + ", ".join(f"{k} = {_short(v)}" for k, v in _flatten(d["numbers"]).items()))
     s = doc.get("server")
     if s: lines.append(f"Server check: {'passed' if s['passed'] else 'FAILED'}, ready in {s['ready_seconds']} s, {s['requests']} "
                        f"requests ({s['rows']} rows, {s['v2_rows']} over V2), largest difference {s['max_abs_diff']:.2g}, "
                        f"invalid record answered {s['invalid']['status']}.")
     return "\n\n".join(lines[:2]) + ("\n" + "\n".join(lines[2:]) if len(lines) > 2 else "")
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    "Nested dicts flattened to dotted keys, floats rounded."
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict): out.update(_flat(v, f"{prefix}{k}."))
-        else: out[f"{prefix}{k}"] = round(v, 4) if isinstance(v, float) else v
-    return out
+def _short(v):
+    "A number rounded to 4 significant digits (also inside lists), anything else as it is."
+    if isinstance(v, (list, tuple)): return [_short(x) for x in v]
+    if isinstance(v, (float, np.floating)): return float(f"{float(v):.4g}")
+    return v.item() if isinstance(v, np.generic) else v
 
 # %% ../nbs/07_deploy.ipynb #c4ea96d2
 def run_deploy(run_id: str = "",          # run to work in (empty: the latest run, or a new one)
