@@ -3,10 +3,11 @@ the runner's `--from deploy`, and parameters checked before anything is written.
 import json
 import re
 import shutil
+import sys
 
 import pytest
 
-from mlops_nb import core, registry as reg
+from mlops_nb import core, deploy, registry as reg
 from mlops_nb.cli import main
 from mlops_nb.deploy import run_deploy
 from mlops_nb.evaluate import run_evaluate
@@ -16,19 +17,25 @@ from sample_data import SMALL_MODEL, evaluated_run, wandb_summary
 pytestmark = pytest.mark.slow
 
 
-def test_register_promote_then_refuse_a_failed_gate(project):
+def test_register_promote_then_refuse_a_failed_gate(project, monkeypatch):
     evaluated_run("good")
+    # a server that does not start: the stage fails, nothing is promoted, deploy/ is not written, the server is gone
+    failing = [sys.executable, "-c", "import sys; print('cannot load the model'); sys.exit(3)"]
+    with monkeypatch.context() as mp, \
+         pytest.raises(core.ArtifactError, match=r"(?s)exited with code 3 before it was ready.*cannot load the model"):
+        mp.setattr(deploy, "serve_command", lambda *a: failing)
+        run_deploy(run_id="good", wandb_mode="disabled")
+    assert reg.aliases("adult") == {"staging": 1} and not (core.runs_dir()/"good"/"deploy").exists()
+
     res = run_deploy(run_id="good", serve_check=False, wandb_mode="disabled")
     m = res.metrics
     assert (m["model"], m["version"], m["promoted"], m["reason"]) == ("adult", 1, True, "")
     assert reg.aliases("adult") == {"production": 1, "staging": 1}
     doc = core.stage_dir(core.runs_dir()/"good", "deploy").read_json("deploy.json")
-    assert doc["version"] == 1 and doc["new"] and doc["decision"]["promoted"] and doc["gate"]["passed"]
+    assert doc["version"] == 1 and doc["decision"]["promoted"] and doc["gate"]["passed"]
+    assert not doc["new"] and len(reg.versions("adult")) == 1       # the version registered above is reused, not copied
     assert doc["registry"] == str(project/"models") and doc["server"] is None
     assert core.read_summary(core.runs_dir()/"good")["metrics"]["deploy"]["version"] == 1
-    # deploy again on the same run: the version it registered is reused, not copied again
-    again = run_deploy(run_id="good", serve_check=False, wandb_mode="disabled")
-    assert again.metrics["version"] == 1 and not again.data["deploy"]["new"] and len(reg.versions("adult")) == 1
 
     # a second run whose evaluation gate failed (an absolute check it cannot pass): registered, never promoted,
     # not even with force (the run is a copy of the first one up to tune, evaluated again with that gate)
