@@ -200,10 +200,10 @@ class Server:
         if ch is not None and self.mode == "canary" and self.router.challenger_for(key): return ch, "canary"
         return self.models.champion, "champion"
 
-    def _after(self, served: Served, role: str, columns, pred, labels, rid, item=None):
+    def _after(self, served: Served, role: str, columns, pred, labels, rid, item=None, X=None):
         "Telemetry, unseen categories, the prediction log and the shadow queue (all O(microseconds))."
         self.tel.predicted(served.version, role, pred, None if served.spec.task == "regression" else labels)
-        if served.spec.categorical and (u := served.schema.unseen(columns)): self.tel.unseen(u)
+        if served.spec.categorical and (u := served.schema.unseen(columns, X)): self.tel.unseen(u)
         if served.log is not None: served.log.append(columns, pred, labels, served.version, role=role, request_id=rid)
         if self.shadow is not None and item is not None and role == "champion": self.shadow.submit(item)
 
@@ -211,8 +211,9 @@ class Server:
         "Score one request with the challenger (in the shadow thread) and log it with role shadow."
         kind, obj, rid = item
         cols = ch.schema.parse_records(obj) if kind == "records" else ch.schema.parse_v2(obj)[0]
-        pred = ch.predict_rows(ch.features(cols))
-        self._after(ch, "shadow", cols, pred, ch.bundle.decide(pred), rid)
+        X = ch.features(cols)
+        pred = ch.predict_rows(X)
+        self._after(ch, "shadow", cols, pred, ch.bundle.decide(pred), rid, X=X)
 
 # %% ../nbs/07k_answer.ipynb #e7fcc3f6
 def _ready_model(server: Server, key) -> tuple[Served, str]:
@@ -245,7 +246,7 @@ def predict_body(server: Server, body: bytes, qs: bytes = b"", key: str|None = N
     "Answer a /predict body: JSON bytes, the version and its role (raises a refusal)."
     obj, served, role, cols, explain, top = _parse_predict(server, body, qs, key)
     X, pred, labels = score(served, cols)
-    server._after(served, role, cols, pred, labels, rid, ("records", obj, rid))
+    server._after(served, role, cols, pred, labels, rid, ("records", obj, rid), X)
     return _predict_out(served, X, pred, labels, explain, top), served, role
 
 async def predict_async(server: Server, body: bytes, qs: bytes = b"", key: str|None = None, rid: str|None = None,
@@ -273,7 +274,7 @@ def infer_body(server: Server, body: bytes, name: str, version: str|None = None,
     "Answer an Open Inference Protocol V2 infer body for model `name` (and `version`)."
     obj, served, role, cols, req_id, outs = _parse_infer(server, body, name, version, key)
     X, pred, labels = score(served, cols)
-    server._after(served, role, cols, pred, labels, req_id or rid, ("v2", obj, req_id or rid))
+    server._after(served, role, cols, pred, labels, req_id or rid, ("v2", obj, req_id or rid), X)
     return _infer_out(served, pred, labels, req_id, outs), served, role
 
 async def infer_async(server: Server, body: bytes, name: str, version: str|None = None, key: str|None = None,
@@ -321,7 +322,7 @@ class Batcher:
         except Exception as e:
             if not fut.done(): fut.set_exception(e)
             return
-        self.server._after(self.served, self.role, cols, pred, labels, rid)
+        self.server._after(self.served, self.role, cols, pred, labels, rid, X=X)
         if not fut.done(): fut.set_result((X, pred, labels))
 
     def _batch(self, items):
@@ -337,7 +338,7 @@ class Batcher:
         for (_, _, fut), n in zip(items, ns):
             if not fut.done(): fut.set_result((X[at:at + n], pred[at:at + n], labels[at:at + n]))
             at += n
-        self.server._after(self.served, self.role, cols, pred, labels, rids)
+        self.server._after(self.served, self.role, cols, pred, labels, rids, X=X)
 
 def served_batcher(server: Server, served: Served, role: str) -> Batcher:
     "The batcher of one served version in one role (made on first use, in the event loop's thread)."

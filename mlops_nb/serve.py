@@ -66,7 +66,7 @@ async def _send(send, status: int, body: bytes, extra=()):
 BIG_BODY = 1 << 16   # bodies larger than this are parsed and scored in a worker thread, not on the event loop
 
 class Gateway:
-    "ASGI middleware: API key, per-request telemetry, and the fast path of POST /predict and V2 infer."
+    "The ASGI entry in front of FastAPI: API key, per-request telemetry, and the fast path of POST /predict and V2 infer."
     def __init__(self, app, server: Server, fast: bool = True):
         self.app, self.server, self.fast = app, server, fast
 
@@ -292,6 +292,20 @@ def _handlers(app):
     app.add_exception_handler(Exception, bug)
 
 # %% ../nbs/07b_serve.ipynb #6fb2bf23
+_APP = []
+def _app_class():
+    "FastAPI whose HTTP requests enter through its `gateway` (before FastAPI's own per-request work)."
+    if _APP: return _APP[0]
+    from fastapi import FastAPI
+
+    class ServeApp(FastAPI):
+        gateway = None
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and self.gateway is not None: return await self.gateway(scope, receive, send)
+            await super().__call__(scope, receive, send)
+    _APP.append(ServeApp)
+    return ServeApp
+
 def create_app(cfg: ServeConfig,   # what to serve
                fast: bool = True,  # serve POST /predict and V2 infer from the ASGI fast path (False: FastAPI's routes)
               ):
@@ -307,14 +321,14 @@ def create_app(cfg: ServeConfig,   # what to serve
         finally: server.close()          # after uvicorn drained the requests in flight: flush the prediction log
 
     # FastAPI's native OpenTelemetry hooks check the global providers on every request (~10 us): off, Prometheus is ours
-    app = FastAPI(title=f"mlops_nb model server: {server.name}", lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = _app_class()(title=f"mlops_nb model server: {server.name}", lifespan=lifespan,
+                       telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.server = server
     _add_info_routes(app, server)
     _add_predict_routes(app, server)
     _openapi(app, server)
     _handlers(app)
-    app.add_middleware(Gateway, server=server, fast=fast)
+    app.gateway = Gateway(lambda scope, receive, send: FastAPI.__call__(app, scope, receive, send), server, fast)
     return app
 
 # %% ../nbs/07b_serve.ipynb #429d51a7
