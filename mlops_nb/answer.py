@@ -222,17 +222,28 @@ def _ready_model(server: Server, key) -> tuple[Served, str]:
     return served, role
 
 def score(served: Served, columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Transformed rows, predictions and decisions for parsed request columns."
+    "Transformed rows, predictions and decisions for parsed request columns (a value beyond float32 is a 422)."
     X = served.features(columns)
+    if np.isinf(X).any():
+        f = served.spec.features[int(np.flatnonzero(np.isinf(X).any(0))[0])]
+        raise Refused(422, "number too large for the model (beyond float32)", f)
     pred = served.predict_rows(X)
     return X, pred, served.bundle.decide(pred)
+
+def _parsed(parse, obj):
+    "`parse(obj)`; a body so malformed that the parser trips on it (not a RequestError) is a 422, logged."
+    try: return parse(obj)
+    except _refusals(): raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        log.warning("request body the parser did not expect: %s: %s", type(e).__name__, e)
+        raise Refused(422, "malformed request body") from None
 
 def _parse_predict(server: Server, body: bytes, qs: bytes, key):
     "The /predict request parsed: (obj, served, role, columns, explain, top)."
     explain, top = _query(qs)
     obj = _loads(body)
     served, role = _ready_model(server, key)
-    return obj, served, role, served.schema.parse_records(obj), explain, top
+    return obj, served, role, _parsed(served.schema.parse_records, obj), explain, top
 
 def _predict_out(served: Served, X, pred, labels, explain: bool, top: int) -> bytes:
     "The /predict answer."
@@ -261,7 +272,7 @@ def _parse_infer(server: Server, body: bytes, name: str, version, key):
     "The V2 infer request parsed: (obj, served, role, columns, request id)."
     served, role = _v2_model(server, name, version, key)
     obj = _loads(body)
-    cols, req_id = served.schema.parse_v2(obj)
+    cols, req_id = _parsed(served.schema.parse_v2, obj)
     return obj, served, role, cols, req_id, served.schema.v2_outputs(obj.get("outputs"))
 
 def _infer_out(served: Served, pred, labels, req_id, outputs) -> bytes:

@@ -256,10 +256,10 @@ def _openapi(app, server: Server):
     from fastapi.openapi.utils import get_openapi
     cache = {}
     def openapi():
-        m = server.models.champion
-        k = None if m is None else m.version
+        m, ch = server.models.champion, server.models.challenger
+        k = (None if m is None else m.version, None if ch is None else ch.version)
         if k in cache: return cache[k]
-        doc = get_openapi(title=f"mlops_nb model server: {server.name}", version=str(k), routes=app.routes,
+        doc = get_openapi(title=f"mlops_nb model server: {server.name}", version=str(k[0]), routes=app.routes,
                           description="Predictions of the model the registry's alias points at; the request schema is "
                           "the model's FeatureSpec (types, allowed categories, required fields).")
         if m is not None:
@@ -268,6 +268,12 @@ def _openapi(app, server: Server):
             vb = {"required": True, "content": {"application/json": {"schema": v2_request_schema(m)}}}
             for p in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
                 doc["paths"][p]["post"]["requestBody"] = vb
+            served = [str(r.version) for r in (m, server.models.challenger) if r is not None]
+            for ops in doc["paths"].values():            # the path parameters name this server's model and versions
+                for op in ops.values():
+                    for prm in op.get("parameters", []):
+                        if prm.get("in") == "path" and prm["name"] in ("name", "version"):
+                            prm["schema"] = {"type": "string", "enum": [server.name] if prm["name"] == "name" else served}
         cache.clear()
         cache[k] = doc
         return doc
