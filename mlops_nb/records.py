@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .encode import category_block
+from .encode import Columns, category_block
 from .features import FeatureSpec, _plan
 from .preprocess import NAT, utc_micros
 
@@ -143,8 +143,8 @@ def _times(self: RecordSchema, c, vals: list, records=None) -> np.ndarray:
 def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (dict) or a list of records
                  ) -> dict:
     "Columns (raw column -> array, in spec order) of one record or a list of records; a RequestError names what is wrong."
-    if type(obj) is dict: recs, many = (obj,), False
-    elif type(obj) is list:
+    if isinstance(obj, dict): recs, many = (obj,), False
+    elif isinstance(obj, list):
         if not obj: raise RequestError("empty list: send one record or a list of at least one")
         if len(obj) > self.max_records: raise RequestError(f"{len(obj)} records; at most {self.max_records} per request", status=413)
         recs, many = obj, True
@@ -153,7 +153,7 @@ def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (d
     nums, cats, times = [], [], {c: [] for c in dts}
     for i, r in enumerate(recs):
         at = i if many else None
-        if type(r) is not dict: raise RequestError(f"each record must be a JSON object, got {_jtype(r)}", record=at)
+        if not isinstance(r, dict): raise RequestError(f"each record must be a JSON object, got {_jtype(r)}", record=at)
         for k in r:
             if k not in kinds: raise self._unknown(k, at)
         get = r.get
@@ -166,7 +166,7 @@ def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (d
     if cat: cb[:] = cats
     got = {c: nb[:, j] for j, c in enumerate(num)} | {c: cb[:, j] for j, c in enumerate(cat)}
     for c in dts: got[c] = self._times(c, times[c], range(n) if many else None)
-    return {c: got[c] for c in self.columns}
+    return Columns({c: got[c] for c in self.columns}, n)
 
 # %% ../nbs/07e_records.ipynb #9b39dce9
 @patch
@@ -299,7 +299,7 @@ def parse_v2(self: RecordSchema, body, # a parsed V2 inference request
             cols[c] = (np.array(vals, dtype=np.float64) if kind == "numeric" else np.array(vals, dtype=object)
                        if kind == "categorical" else self._times(c, vals, range(n)))
         except RequestError as e: raise RequestError(f"element {e.record}: {e.reason}", c) from None
-    return cols, rid
+    return Columns(cols, n), rid
 
 @patch
 def v2_outputs(self: RecordSchema, outs, # the request's "outputs" (None: all)
