@@ -93,6 +93,8 @@ def _number(self: RecordSchema, c, v, record=None) -> float:
     if v is None or v is _ABSENT:
         self._missing(c, v, record)
         return np.nan
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):  # NumPy scalars from Python callers
+        return self._number(c, float(v), record)
     raise RequestError(f"must be a number, got {_jtype(v)}" + (f" ({v!r})" if t is str and len(v) < 40 else ""), c, record=record)
 
 @patch
@@ -101,6 +103,7 @@ def _category(self: RecordSchema, c, v, record=None):
     t = type(v)
     if t is str: return v
     if v is None or v is _ABSENT: return self._missing(c, v, record)
+    if isinstance(v, str): return str(v)
     if t is bool and c in self._bool_levels: return str(v)
     if (t is int or t is float) and c in self._numeric_levels:
         if t is float and v - v != 0: raise RequestError(f"must be a finite number or a string, got {v}", c, record=record)
@@ -355,3 +358,34 @@ def v2_response(name: str,               # model name
          "outputs": [{"name": k, **outs[k]} for k in (outputs or list(outs)) if k in outs]}
     if request_id is not None: r["id"] = request_id
     return r
+
+# %% ../nbs/07e_records.ipynb #249291e8
+@patch
+def _v2_element(self: RecordSchema, c: str) -> dict:
+    "JSON Schema of one element of column `c`'s tensor data."
+    t = {"numeric": ["number"], "datetime": ["string"]}.get(self.kinds[c]) or self._property(c)["type"]
+    t = [x for x in ([t] if isinstance(t, str) else t) if x != "null"] + (["null"] if c in self._nullable else [])
+    return {"type": t[0] if len(t) == 1 else t}
+
+@patch
+def v2_request_schema(self: RecordSchema) -> dict:
+    "JSON Schema of a V2 inference request to this model: one input tensor per raw column."
+    def tensor(c):
+        el = self._v2_element(c)
+        return {"type": "object", "title": c, "required": ["name", "datatype", "shape", "data"],
+                "properties": {"name": {"const": c}, "datatype": {"enum": sorted(self._v2_ok(c))},
+                               "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
+                               "parameters": {"type": "object"},
+                               "data": {"type": "array", "maxItems": self.max_records,
+                                        "items": {"anyOf": [el, {"type": "array", "items": el, "minItems": 1, "maxItems": 1}]}}}}
+    ex = self.example()
+    example = {"id": "1", "parameters": {"content_type": "pd"}, "inputs": [
+        {"name": c, "datatype": "FP64" if self.kinds[c] == "numeric" else "BYTES", "shape": [1], "data": [ex[c]]} for c in self.columns]}
+    return {"title": "V2 inference request", "type": "object", "required": ["inputs"],
+            "description": "One input tensor per raw column (each column once), shape [n] or [n, 1] with n values, the same n "
+                           f"in every tensor (1 to {self.max_records}); required columns: {', '.join(self.required) or 'none'}.",
+            "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                           "inputs": {"type": "array", "minItems": 1, "maxItems": len(self.columns), "items": {"oneOf": [tensor(c) for c in self.columns]}},
+                           "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                       "properties": {"name": {"enum": self.v2_outputs(None)}}}}},
+            "examples": [example]}
