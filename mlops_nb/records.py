@@ -129,8 +129,8 @@ def _times(self: RecordSchema, c, vals: list, records=None) -> np.ndarray:
     fmt = self.spec.datetime[c]["format"]
     us = utc_micros(pd.Series(arr, dtype=object), fmt)
     bad = have & (us == NAT)
-    if bad.any() and fmt != "ISO8601":
-        iso = utc_micros(pd.Series(arr[bad], dtype=object), "ISO8601")
+    if bad.any():                                # ISO 8601 when trained on another format; RFC 3339's lowercase t and z
+        iso = utc_micros(pd.Series([v.upper() for v in arr[bad]], dtype=object), "ISO8601")
         fixed = np.flatnonzero(bad)[iso != NAT]
         arr[fixed] = [dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=int(u)) for u in iso[iso != NAT]]
         bad[fixed] = False
