@@ -153,7 +153,9 @@ def test_record_rules(reg):
         assert s in (400, 422)
         assert post([])[0] == 422                                 # empty list
         assert post([rec] * 501)[0] == 413                        # too many records
-        assert post(b"[" + b" " * 200_001 + b"]")[0] == 413      # too large a body
+        assert post(b"[" + b" " * 200_001 + b"]")[0] == 413      # too large a body (by its Content-Length)
+        r = c.post("/predict", content=iter([b"[", b" " * 150_000, b" " * 150_000, b"]"]))  # chunked: counted as it arrives
+        assert r.status_code == 413 and "content-length" not in r.request.headers
         assert post(b'{"age": 3')[0] == 400                      # invalid JSON
         assert post("a string")[0] == 422
         assert c.post("/predict?explain=perhaps", json=rec).status_code == 422
