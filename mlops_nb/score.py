@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import queue
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from .preprocess import clean_table
 # %% auto #0
 __all__ = ['PARQUET', 'CSV_EXT', 'OUTPUT_COLUMNS', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
            'clean_distinct', 'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter',
-           'errors_path', 'score_file', 'add_parser', 'cmd_score', 'summary']
+           'errors_path', 'ahead', 'score_file', 'add_parser', 'cmd_score', 'summary']
 
 # %% ../nbs/07c_score.ipynb #1cdb6689
 @dataclass
@@ -78,14 +80,20 @@ def table_format(path: Path, role: str) -> str:
     if ext in CSV_EXT or (role == "input" and datacard_entry(path) is not None): return "csv"
     raise ParamError(f"{role} {path}: unsupported extension {ext or '(none)'!r}; use {', '.join(PARQUET + CSV_EXT[:2])}")
 
+def _cleaned(values) -> tuple[np.ndarray, bool]:
+    "`values` as `clean_table` leaves them (object array), and whether any changed."
+    v = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    c = clean_table(pd.DataFrame({"v": v}))[0]["v"]
+    return c.to_numpy(dtype=object), not ((v.isna() & c.isna()) | (v == c)).all()
+
 def clean_distinct(df: pd.DataFrame, columns: list) -> pd.DataFrame:
     "`clean_table` applied to the distinct values of each text column among `columns`, mapped back to the rows."
     for c in columns:
         s = df[c]
         if not (ptypes.is_string_dtype(s) or ptypes.is_object_dtype(s)): continue
+        if not _cleaned(s.unique())[1]: continue           # already clean: the usual case, at the cost of `unique`
         codes, uniq = pd.factorize(s.to_numpy(dtype=object))
-        clean = clean_table(pd.DataFrame({c: pd.Series(uniq, dtype=object)}))[0][c].to_numpy(dtype=object)
-        df[c] = np.append(clean, None)[codes]   # code -1 (missing) takes the appended None
+        df[c] = np.append(_cleaned(uniq)[0], None)[codes]   # code -1 (missing) takes the appended None
     return df
 
 # %% ../nbs/07c_score.ipynb #81811ae9
@@ -109,7 +117,7 @@ def _parquet_chunks(p: Path, need: list, chunk_rows: int):
         start = 0
         for b in pf.iter_batches(batch_size=chunk_rows, columns=raw):
             t = pa.Table.from_batches([b]).rename_columns(names)
-            yield Chunk(start, t.select(need).to_pandas(), t.select([names[raw.index(r)] for r in keep]), [])
+            yield Chunk(start, clean_distinct(t.select(need).to_pandas(), need), t.select([names[raw.index(r)] for r in keep]), [])
             start += b.num_rows
     return names, pf.metadata.num_rows, chunks()
 
@@ -150,8 +158,8 @@ def _skipped(msg: str) -> tuple|None:
 
 def read_chunks(path: Path, need: list, chunk_rows: int, sep: str = "") -> tuple[list, int|None, object]:
     "The column names, the row count (None when unknown) and an iterator of `Chunk`s of the table at `path`."
-    if not path.is_file(): raise DataError(f"input file not found: {path}")
     fmt = table_format(path, "input")
+    if not path.is_file(): raise DataError(f"input file not found: {path}")
     names, rows, it = (_parquet_chunks(path, need, chunk_rows) if fmt == "parquet" else _csv_chunks(path, need, chunk_rows, sep))
     miss = [c for c in need if c not in names]
     if miss: raise DataError(f"{path} lacks the column{'s' if len(miss) > 1 else ''} the model needs: {', '.join(map(repr, miss))}")
@@ -192,11 +200,10 @@ def output_names(scorer: Scorer) -> list:
     b = scorer.bundle
     return ["prediction", *([f"p_{c}" for c in b.classes] if b.task != "regression" else []), "model", "version"]
 
-def predict_chunk(scorer: Scorer, df: pd.DataFrame, bad: np.ndarray) -> tuple[dict, dict]:
-    "Arrow arrays of the output columns (empty where `bad`), and the count of values mapped to __other__ per column."
+def predict_chunk(scorer: Scorer, X: pd.DataFrame, bad: np.ndarray) -> tuple[dict, dict]:
+    "Arrow arrays of the output columns for transformed rows `X` (empty where `bad`), and the count of __other__ codes per column."
     import pyarrow as pa
-    b, n = scorer.bundle, len(df)
-    X = transform(df, b.spec)
+    b, n = scorer.bundle, len(X)
     pred = np.asarray(b.predict_features(X), np.float64)
     other = {c: int((X[c].to_numpy() == len(lv) - 1).sum()) for c, lv in b.spec.categorical.items()}
     mask = bad if bad.any() else None
@@ -262,21 +269,53 @@ def _empty(names: list, need: list, scorer: Scorer):
     types = {c: pa.float64() for c in output_names(scorer)} | {"prediction": label, "model": pa.string(), "version": pa.int64()}
     return pa.table({**{c: pa.array([], pa.string()) for c in names if c not in need}, **{c: pa.array([], t) for c, t in types.items()}})
 
+def _prepared(chunks, spec):
+    "Each chunk with its bad-row mask, its problems and its transformed rows."
+    for ch in chunks:
+        df, bad, problems = check_rows(ch.frame, spec, ch.start)
+        yield ch, bad, problems, transform(df, spec)
+
+class _Failed:
+    "An exception raised in the reading thread, handed to the scoring thread."
+    def __init__(self, exc): self.exc = exc
+
+def ahead(items, depth: int = 1):
+    "Iterate over `items` produced in a background thread, at most `depth` items ahead (bounded memory)."
+    q, done, stop = queue.Queue(maxsize=depth), object(), threading.Event()
+    def work():
+        try:
+            for x in items:
+                if stop.is_set(): return
+                q.put(x)
+            q.put(done)
+        except BaseException as e: q.put(_Failed(e))
+    t = threading.Thread(target=work, name="mlops_nb-score-reader", daemon=True)
+    t.start()
+    try:
+        while (x := q.get()) is not done:
+            if isinstance(x, _Failed): raise x.exc
+            yield x
+    finally:
+        stop.set()
+        while t.is_alive():                 # unblock a producer waiting on a full queue
+            try: q.get(timeout=0.05)
+            except queue.Empty: pass
+        t.join()
+
 def _run(chunks, scorer: Scorer, writer: TableWriter, ew, bar) -> dict:
     "Score every chunk into `writer`, bad cells into the errors CSV writer `ew`; the counts."
     import pyarrow as pa
     n = {"rows": 0, "scored": 0, "bad_rows": 0, "bad_by_column": {}, "other_categories": dict.fromkeys(scorer.bundle.spec.categorical, 0)}
-    for ch in chunks:
-        df, bad, problems = check_rows(ch.frame, scorer.bundle.spec, ch.start)
-        cols, other = predict_chunk(scorer, df, bad)
+    for ch, bad, problems, X in ahead(_prepared(chunks, scorer.bundle.spec)):   # reading and transforming run while the booster predicts
+        cols, other = predict_chunk(scorer, X, bad)
         writer.write(pa.Table.from_arrays([*ch.passthrough.columns, *cols.values()], names=[*ch.passthrough.column_names, *cols]))
         _write_errors(ew, ch, problems)
         for _, c, _, _ in problems: n["bad_by_column"][c] = n["bad_by_column"].get(c, 0) + 1
         for c, k in other.items(): n["other_categories"][c] += k
         nb = int(bad.sum())
-        n["rows"] += len(df); n["scored"] += len(df) - nb; n["bad_rows"] += nb + len(ch.skipped)
+        n["rows"] += len(X); n["scored"] += len(X) - nb; n["bad_rows"] += nb + len(ch.skipped)
         if ch.skipped: n["bad_by_column"]["(line)"] = n["bad_by_column"].get("(line)", 0) + len(ch.skipped)
-        bar.update(len(df))
+        bar.update(len(X))
     n["other_categories"] = {c: k for c, k in n["other_categories"].items() if k}
     return n
 
