@@ -121,8 +121,8 @@ def _parquet_chunks(p: Path, need: list, chunk_rows: int):
             start += b.num_rows
     return names, pf.metadata.num_rows, chunks()
 
-def _csv_chunks(p: Path, need: list, chunk_rows: int, sep: str = ""):
-    "Column names and the chunk iterator of a CSV file, read with `read_table`'s options."
+def _csv_chunks(p: Path, need: list, chunk_rows: int, sep: str = "", text: tuple = ()):
+    "Column names and the chunk iterator of a CSV file, read with `read_table`'s options (columns in `text` as text)."
     import pyarrow as pa
     entry = datacard_entry(p) or {}
     opts = dict(entry.get("read", {}))
@@ -134,7 +134,7 @@ def _csv_chunks(p: Path, need: list, chunk_rows: int, sep: str = ""):
         raise DataError(f"cannot read {p}: {e}") from None
     names = [str(c).strip() for c in raw]
     passed = [n for n in names if n not in need]
-    dtype = {r: str for r, n in zip(raw, names) if n not in need}
+    dtype = {r: str for r, n in zip(raw, names) if n not in need or n in text}   # a chunk of digits stays text
     def chunks():
         start = 0
         with warnings.catch_warnings(record=True) as caught:
@@ -156,11 +156,16 @@ def _skipped(msg: str) -> tuple|None:
     m = re.match(r"\s*Skipping line (\d+): (.*)", msg.strip())
     return (int(m[1]), m[2].strip()) if m else None
 
-def read_chunks(path: Path, need: list, chunk_rows: int, sep: str = "") -> tuple[list, int|None, object]:
+def read_chunks(path: Path,          # the table (CSV or Parquet)
+                need: list,          # the columns the model reads (the others pass through)
+                chunk_rows: int,     # rows per chunk
+                sep: str = "",       # CSV separator (empty: the data card's, else detect)
+                text: tuple = (),    # CSV: columns to read as text (the categorical and datetime ones)
+               ) -> tuple[list, int|None, object]:
     "The column names, the row count (None when unknown) and an iterator of `Chunk`s of the table at `path`."
     fmt = table_format(path, "input")
     if not path.is_file(): raise DataError(f"input file not found: {path}")
-    names, rows, it = (_parquet_chunks(path, need, chunk_rows) if fmt == "parquet" else _csv_chunks(path, need, chunk_rows, sep))
+    names, rows, it = (_parquet_chunks(path, need, chunk_rows) if fmt == "parquet" else _csv_chunks(path, need, chunk_rows, sep, text))
     miss = [c for c in need if c not in names]
     if miss: raise DataError(f"{path} lacks the column{'s' if len(miss) > 1 else ''} the model needs: {', '.join(map(repr, miss))}")
     return names, rows, it
@@ -336,7 +341,8 @@ def score_file(input,                       # CSV or Parquet table to score (by 
     fmt = _check_args(inp, out, chunk_rows)
     scorer = load_scorer(name, ref, root, bundle)
     need = needed_columns(scorer.bundle.spec)
-    names, total, chunks = read_chunks(inp, need, int(chunk_rows), sep)
+    spec = scorer.bundle.spec
+    names, total, chunks = read_chunks(inp, need, int(chunk_rows), sep, text=(*spec.categorical, *spec.datetime))
     if clash := [c for c in names if c in output_names(scorer) and c not in need]:
         raise DataError(f"{inp} has column{'s' if len(clash) > 1 else ''} {', '.join(map(repr, clash))}, which the output adds; rename it")
     delim = "\t" if out.suffix.lower() in (".tsv", ".tab") else ","
