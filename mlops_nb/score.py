@@ -26,9 +26,9 @@ from .model import BundleError, ModelBundle
 from .preprocess import clean_table
 
 # %% auto #0
-__all__ = ['PARQUET', 'CSV_EXT', 'OUTPUT_COLUMNS', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
-           'clean_distinct', 'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter',
-           'errors_path', 'ahead', 'score_file', 'add_parser', 'cmd_score', 'summary']
+__all__ = ['PARQUET', 'CSV_EXT', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format', 'clean_distinct',
+           'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter', 'errors_path', 'ahead',
+           'score_file', 'add_parser', 'cmd_score', 'summary']
 
 # %% ../nbs/07c_score.ipynb #1cdb6689
 @dataclass
@@ -50,7 +50,8 @@ def load_scorer(name: str|None = None,      # registered model name
             b = ModelBundle.load(p)
             return Scorer(b, str(b.lineage.get("run_id") or p.name), None)
         if (p/"version.json").is_file() and (p/"model").is_dir():
-            from mlops_nb.registry import load_model_dir
+            try: from mlops_nb.registry import load_model_dir
+            except ImportError: raise ParamError(f"{p} is a registry version folder, but this mlops_nb has no registry") from None
             rm = load_model_dir(p)
             return Scorer(rm.bundle, rm.name, rm.version)
         raise BundleError(f"{p} is neither a model bundle (bundle.json) nor a registry version folder (version.json, model/)")
@@ -198,8 +199,6 @@ def check_rows(df: pd.DataFrame, spec, start: int = 0) -> tuple[pd.DataFrame, np
     return df, bad, problems
 
 # %% ../nbs/07c_score.ipynb #ad40cec0
-OUTPUT_COLUMNS = ("prediction", "model", "version")  # written after the pass-through columns (with p_<class> for classifiers)
-
 def output_names(scorer: Scorer) -> list:
     "The columns `score_file` adds after the pass-through columns."
     b = scorer.bundle
