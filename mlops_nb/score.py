@@ -22,7 +22,7 @@ from pandas.api import types as ptypes
 from .artifacts import (DEFAULT_NA, ArtifactError, DataError, ParamError, atomic_path, datacard_entry,
                                 resolve_path, sniff_sep)
 from .features import datetime_seconds, transform
-from .model import BundleError, ModelBundle
+from .model import ModelBundle
 from .preprocess import clean_table
 
 # %% auto #0
@@ -35,31 +35,19 @@ __all__ = ['PARQUET', 'CSV_EXT', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'need
 class Scorer:
     "A verified model bundle with the name and version written beside its predictions."
     bundle: ModelBundle  # the verified bundle
-    name: str            # model name (registry name; for a bare bundle its run id, else its folder name)
-    version: int|None    # registry version (None for a bare bundle)
+    name: str            # model name (the registry's; a bare bundle: `name`, else its folder name, as the server says)
+    version: str         # registry version; a bare bundle: its booster's short sha256 (as the server says)
 
-def load_scorer(name: str|None = None,      # registered model name
+def load_scorer(name: str|None = None,      # registered model name (with `bundle`: the name to write)
                 ref: str|int = "production", # version or alias of `name`
                 root=None,                  # registry root (None: the default)
-                bundle=None,                # a ModelBundle folder or a registry version folder, instead of `name`
+                bundle=None,                # a ModelBundle folder or a registry version folder, instead of the registry
                ) -> Scorer:
-    "The model to score with: a registered version, or a bundle folder."
-    if bundle:
-        p = resolve_path(bundle)
-        if (p/"bundle.json").is_file():
-            b = ModelBundle.load(p)
-            return Scorer(b, str(b.lineage.get("run_id") or p.name), None)
-        if (p/"version.json").is_file() and (p/"model").is_dir():
-            try: from mlops_nb.registry import load_model_dir
-            except ImportError: raise ParamError(f"{p} is a registry version folder, but this mlops_nb has no registry") from None
-            rm = load_model_dir(p)
-            return Scorer(rm.bundle, rm.name, rm.version)
-        raise BundleError(f"{p} is neither a model bundle (bundle.json) nor a registry version folder (version.json, model/)")
-    if not name: raise ParamError("give a registered model name (--name) or a bundle folder (--bundle)")
-    try: from mlops_nb.registry import load_model
-    except ImportError: raise ParamError("this mlops_nb has no model registry; score with a bundle folder (--bundle)") from None
-    rm = load_model(name, ref, root)
-    return Scorer(rm.bundle, rm.name, rm.version)
+    "The model to score with, loaded and verified by the server's own loader (`reload.load_served`)."
+    from mlops_nb.reload import load_served
+    if not bundle and not name: raise ParamError("give a registered model name (--name) or a bundle folder (--bundle)")
+    m = load_served(name, ref, root, bundle=resolve_path(bundle) if bundle else None)
+    return Scorer(m.bundle, str(m.name), str(m.version))
 
 # %% ../nbs/07c_score.ipynb #4166786c
 PARQUET, CSV_EXT = (".parquet", ".pq"), (".csv", ".tsv", ".tab", ".txt", ".data", ".test")  # extensions read and written
@@ -218,7 +206,7 @@ def predict_chunk(scorer: Scorer, X: pd.DataFrame, bad: np.ndarray) -> tuple[dic
         out = {"prediction": pa.array(labels.tolist(), mask=mask)}
         out.update({f"p_{c}": pa.array(probs[:, j], mask=mask) for j, c in enumerate(b.classes)})
     out["model"] = pa.repeat(pa.scalar(scorer.name, pa.string()), n)
-    out["version"] = pa.repeat(pa.scalar(scorer.version, pa.int64()), n)
+    out["version"] = pa.repeat(pa.scalar(scorer.version, pa.string()), n)
     return out, other
 
 # %% ../nbs/07c_score.ipynb #2f2e6d4c
@@ -270,7 +258,7 @@ def _empty(names: list, need: list, scorer: Scorer):
     "A table of no rows with the output's columns (for an input without rows)."
     import pyarrow as pa
     label = pa.float64() if scorer.bundle.task == "regression" else pa.string()
-    types = {c: pa.float64() for c in output_names(scorer)} | {"prediction": label, "model": pa.string(), "version": pa.int64()}
+    types = {c: pa.float64() for c in output_names(scorer)} | {"prediction": label, "model": pa.string(), "version": pa.string()}
     return pa.table({**{c: pa.array([], pa.string()) for c in names if c not in need}, **{c: pa.array([], t) for c, t in types.items()}})
 
 def _prepared(chunks, spec):
@@ -396,7 +384,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def summary(r: dict) -> str:
     "A few lines saying what `score_file` did (its report `r`)."
-    v = f" v{r['version']}" if r["version"] is not None else ""
+    v = f" version {r['version']}"
     lines = [f"scored {r['scored']:,} of {r['rows']:,} rows with {r['model']}{v} in {r['seconds']:.1f}s "
              f"({r['rows_per_s']:,.0f} rows/s) -> {r['output']}"]
     if r["bad_rows"]:

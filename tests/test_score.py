@@ -171,6 +171,24 @@ def test_cli_exit_codes(runs, tmp_path):
     code, _, err = cli("score", tmp_path/"missing.csv", tmp_path/"x.csv", "--bundle", b)
     assert code == 2 and "missing.csv" in err and "Traceback" not in err and not (tmp_path/"x.csv").exists()
     code, _, err = cli("score", src, tmp_path/"x.csv", "--bundle", tmp_path)
-    assert code == 2 and "neither a model bundle" in err and "Traceback" not in err
+    assert code == 2 and "not a model bundle" in err and "Traceback" not in err
     code, _, err = cli("score", src, tmp_path/"x.csv")
     assert code == 2 and "--bundle" in err
+
+
+def test_registered_model_by_name_and_version_folder(runs, tmp_path):
+    from mlops_nb.registry import register, version_dir
+    run = runs[1]["adult"]
+    reg = tmp_path/"models"
+    v = register(run, name="adult", root=reg, wandb_mode="disabled")["version"]
+    src = run/"preprocess"/"test.parquet"
+    r = score_file(src, tmp_path/"o.parquet", name="adult", ref=v, root=reg, progress=False)
+    out = pd.read_parquet(tmp_path/"o.parquet")
+    assert (r["model"], r["version"]) == ("adult", str(v)) and set(out["model"]) == {"adult"} and set(out["version"]) == {str(v)}
+    check_against_evaluate(out, run)
+    code, _, err = cli("score", src, tmp_path/"o2.csv", "--name", "adult", "--ref", "staging", "--registry", reg)
+    assert code == 0 and f"adult version {v}" in err, err
+    score_file(src, tmp_path/"o3.parquet", bundle=version_dir("adult", v, reg), progress=False)   # a version folder
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path/"o3.parquet"), out)
+    code, _, err = cli("score", src, tmp_path/"o4.csv", "--name", "nosuch", "--registry", reg)
+    assert code == 2 and "nosuch" in err and "Traceback" not in err and not (tmp_path/"o4.csv").exists(), err
