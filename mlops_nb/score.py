@@ -75,10 +75,17 @@ def _cleaned(values) -> tuple[np.ndarray, bool]:
     c = clean_table(pd.DataFrame({"v": v}))[0]["v"]
     return c.to_numpy(dtype=object), not ((v.isna() & c.isna()) | (v == c)).all()
 
-def clean_distinct(df: pd.DataFrame, columns: list) -> pd.DataFrame:
+def clean_distinct(df: pd.DataFrame, # a chunk
+                   columns: list,    # the columns to clean
+                   encoded=(),       # columns read dictionary-encoded from text: their categories are the text values
+                  ) -> pd.DataFrame:
     "`clean_table` applied to the distinct values of each text column among `columns`, mapped back to the rows."
     for c in columns:
         s = df[c]
+        if c in encoded and isinstance(s.dtype, pd.CategoricalDtype):
+            clean, changed = _cleaned(s.cat.categories)
+            if changed: df[c] = np.append(clean, None)[s.cat.codes.to_numpy()]
+            continue
         if not (ptypes.is_string_dtype(s) or ptypes.is_object_dtype(s)): continue
         if not _cleaned(s.unique())[1]: continue           # already clean: the usual case, at the cost of `unique`
         codes, uniq = pd.factorize(s.to_numpy(dtype=object))
@@ -94,19 +101,23 @@ class Chunk:
     passthrough: object  # pyarrow.Table of the other columns
     skipped: list        # CSV lines the parser skipped: (line number, reason)
 
-def _parquet_chunks(p: Path, need: list, chunk_rows: int):
-    "Column names, row count and the chunk iterator of a Parquet file."
+def _parquet_chunks(p: Path, need: list, chunk_rows: int, encode: tuple = ()):
+    "Column names, row count and the chunk iterator of a Parquet file (text columns in `encode` read dictionary-encoded)."
     import pyarrow as pa, pyarrow.parquet as pq
-    try: pf = pq.ParquetFile(p)
+    try:
+        pf = pq.ParquetFile(p)
+        raw = [n for n in pf.schema_arrow.names if not n.startswith("__index_level_")]
+        enc = [f.name for f in pf.schema_arrow if f.name.strip() in encode and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+        if enc: pf = pq.ParquetFile(p, read_dictionary=enc)   # each distinct text decoded once per chunk, not per row
     except (pa.ArrowException, OSError) as e: raise DataError(f"cannot read {p}: {e}") from None
-    raw = [n for n in pf.schema_arrow.names if not n.startswith("__index_level_")]
     names = [str(n).strip() for n in raw]
+    enc = {n.strip() for n in enc}
     keep = [r for r, n in zip(raw, names) if n not in need]
     def chunks():
         start = 0
         for b in pf.iter_batches(batch_size=chunk_rows, columns=raw):
             t = pa.Table.from_batches([b]).rename_columns(names)
-            yield Chunk(start, clean_distinct(t.select(need).to_pandas(), need), t.select([names[raw.index(r)] for r in keep]), [])
+            yield Chunk(start, clean_distinct(t.select(need).to_pandas(), need, enc), t.select([names[raw.index(r)] for r in keep]), [])
             start += b.num_rows
     return names, pf.metadata.num_rows, chunks()
 
@@ -150,11 +161,12 @@ def read_chunks(path: Path,          # the table (CSV or Parquet)
                 chunk_rows: int,     # rows per chunk
                 sep: str = "",       # CSV separator (empty: the data card's, else detect)
                 text: tuple = (),    # CSV: columns to read as text (the categorical and datetime ones)
+                encode: tuple = (),  # Parquet: text columns to read dictionary-encoded (the categorical ones)
                ) -> tuple[list, int|None, object]:
     "The column names, the row count (None when unknown) and an iterator of `Chunk`s of the table at `path`."
     fmt = table_format(path, "input")
     if not path.is_file(): raise DataError(f"input file not found: {path}")
-    names, rows, it = (_parquet_chunks(path, need, chunk_rows) if fmt == "parquet" else _csv_chunks(path, need, chunk_rows, sep, text))
+    names, rows, it = (_parquet_chunks(path, need, chunk_rows, encode) if fmt == "parquet" else _csv_chunks(path, need, chunk_rows, sep, text))
     miss = [c for c in need if c not in names]
     if miss: raise DataError(f"{path} lacks the column{'s' if len(miss) > 1 else ''} the model needs: {', '.join(map(repr, miss))}")
     return names, rows, it
@@ -329,7 +341,8 @@ def score_file(input,                       # CSV or Parquet table to score (by 
     scorer = load_scorer(name, ref, root, bundle)
     need = needed_columns(scorer.bundle.spec)
     spec = scorer.bundle.spec
-    names, total, chunks = read_chunks(inp, need, int(chunk_rows), sep, text=(*spec.categorical, *spec.datetime))
+    names, total, chunks = read_chunks(inp, need, int(chunk_rows), sep, text=(*spec.categorical, *spec.datetime),
+                                       encode=tuple(spec.categorical))
     if clash := [c for c in names if c in output_names(scorer) and c not in need]:
         raise DataError(f"{inp} has column{'s' if len(clash) > 1 else ''} {', '.join(map(repr, clash))}, which the output adds; rename it")
     delim = "\t" if out.suffix.lower() in (".tsv", ".tab") else ","
