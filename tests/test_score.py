@@ -192,3 +192,18 @@ def test_registered_model_by_name_and_version_folder(runs, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path/"o3.parquet"), out)
     code, _, err = cli("score", src, tmp_path/"o4.csv", "--name", "nosuch", "--registry", reg)
     assert code == 2 and "nosuch" in err and "Traceback" not in err and not (tmp_path/"o4.csv").exists(), err
+
+
+def test_batch_score_benchmark_pieces(runs, tmp_path):
+    """The benchmark's resampled table and its memory probe, on a few rows (no timing asserted)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import batch_score as bs
+    run = runs[1]["adult"]
+    f = bs.resample(run/"preprocess"/"test.parquet", tmp_path/"t.parquet", 2500, group=1000)
+    t = pd.read_parquet(f)
+    assert len(t) == 2500 and t["id"].tolist() == list(range(2500)) and list(t.columns)[1:] == list(pd.read_parquet(run/"preprocess"/"test.parquet").columns)
+    m = bs.peak_rss(f, run/"evaluate"/"model", tmp_path/"o.parquet", 500)
+    assert m["rows"] == 2500 and m["peak_mb"] >= m["base_mb"] > 0
+    w = bs.peak_rss(f, run/"evaluate"/"model", tmp_path/"w.parquet", 0, mode="whole")
+    assert w["rows"] == 2500
+    np.testing.assert_allclose(pd.read_parquet(tmp_path/"w.parquet")["probability"], pd.read_parquet(tmp_path/"o.parquet")["p_>50K"], atol=TOL)
