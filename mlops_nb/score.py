@@ -26,9 +26,9 @@ from .model import ModelBundle
 from .preprocess import clean_table
 
 # %% auto #0
-__all__ = ['PARQUET', 'CSV_EXT', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format', 'clean_distinct',
-           'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter', 'errors_path', 'ahead',
-           'score_file', 'add_parser', 'cmd_score', 'summary']
+__all__ = ['PARQUET', 'CSV_EXT', 'F32_MAX', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
+           'clean_distinct', 'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter',
+           'errors_path', 'ahead', 'score_file', 'add_parser', 'cmd_score', 'summary']
 
 # %% ../nbs/07c_score.ipynb #1cdb6689
 @dataclass
@@ -172,6 +172,8 @@ def read_chunks(path: Path,          # the table (CSV or Parquet)
     return names, rows, it
 
 # %% ../nbs/07c_score.ipynb #747f780e
+F32_MAX = float(np.finfo(np.float32).max)  # larger numbers become infinite in the model's float32 input (the server refuses them too)
+
 def check_rows(df: pd.DataFrame, spec, start: int = 0) -> tuple[pd.DataFrame, np.ndarray, list]:
     "The frame with unusable cells set to missing, a bad-row mask, and (row, column, value, reason) per problem."
     bad, problems = np.zeros(len(df), bool), []
@@ -186,8 +188,11 @@ def check_rows(df: pd.DataFrame, spec, start: int = 0) -> tuple[pd.DataFrame, np
             v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             text = np.isnan(v) & s.notna().to_numpy()
             if text.any(): flag(text, c, "not a number", s.to_numpy(dtype=object))
-        inf = np.isinf(v)
-        if inf.any(): flag(inf, c, "not a finite number", v); v = np.where(inf, np.nan, v)
+        out = np.abs(v) > F32_MAX                       # infinite, or beyond float32 (the model's input type)
+        if out.any():
+            inf = np.isinf(v)
+            flag(inf, c, "not a finite number", v); flag(out & ~inf, c, "beyond float32's range", v)
+            v = np.where(out, np.nan, v)
         df[c] = v
     for c, d in spec.datetime.items():
         s = df[c]
