@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import queue
 import sys
 import threading
@@ -23,7 +24,7 @@ from .artifacts import (DEFAULT_NA, ArtifactError, DataError, ParamError, atomic
                                 resolve_path, sniff_sep)
 from .features import datetime_seconds, transform
 from .model import ModelBundle
-from .preprocess import clean_table
+from .preprocess import NAT, clean_table, utc_micros
 
 # %% auto #0
 __all__ = ['PARQUET', 'CSV_EXT', 'F32_MAX', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
@@ -172,6 +173,7 @@ def read_chunks(path: Path,          # the table (CSV or Parquet)
     return names, rows, it
 
 # %% ../nbs/07c_score.ipynb #747f780e
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 F32_MAX = float(np.finfo(np.float32).max)  # larger numbers become infinite in the model's float32 input (the server refuses them too)
 
 def check_rows(df: pd.DataFrame, spec, start: int = 0) -> tuple[pd.DataFrame, np.ndarray, list]:
@@ -197,9 +199,13 @@ def check_rows(df: pd.DataFrame, spec, start: int = 0) -> tuple[pd.DataFrame, np
     for c, d in spec.datetime.items():
         s = df[c]
         unparsed = np.isnan(datetime_seconds(s, d["format"])) & s.notna().to_numpy()
-        if unparsed.any():
-            flag(unparsed, c, f"not a datetime ({d['format']})", s.to_numpy(dtype=object))
-            df[c] = s.where(~unparsed, None)
+        if unparsed.any():                       # as the server reads records: else ISO 8601 (RFC 3339's t and z too)
+            vals, idx = s.to_numpy(dtype=object).copy(), np.flatnonzero(unparsed)
+            us = utc_micros(pd.Series([str(v).upper() for v in vals[idx]], dtype=object), "ISO8601")
+            vals[idx[us != NAT]] = [_EPOCH + dt.timedelta(microseconds=int(u)) for u in us[us != NAT]]
+            unparsed[idx[us != NAT]] = False
+            flag(unparsed, c, f"not a datetime ({d['format']}{'' if d['format'] == 'ISO8601' else ' or ISO 8601'})", vals)
+            df[c] = pd.Series(np.where(unparsed, None, vals), index=s.index, dtype=object)
     problems.sort()
     return df, bad, problems
 
