@@ -75,8 +75,10 @@ def _refusals() -> tuple:
     return (Refused, RequestError)
 
 def error_doc(e) -> dict:
-    "The JSON of a refusal: the reason, and the field and record position when known."
-    d = {"error": e.reason}
+    "The JSON of a refusal: the reason (naming the record and field: V2 clients show only this text), field, record."
+    where = ", ".join(([f"record {e.record}"] if getattr(e, "record", None) is not None else []) +
+                      ([f"field {e.field!r}"] if getattr(e, "field", None) is not None else []))
+    d = {"error": f"{where}: {e.reason}" if where else e.reason}
     if getattr(e, "field", None) is not None: d["field"] = e.field
     if getattr(e, "record", None) is not None: d["record"] = e.record
     return d
@@ -86,9 +88,11 @@ def _fail(status: int, reason: str, field=None) -> bytes:
     return orjson.dumps({"error": reason, "field": field} if field else {"error": reason})
 
 def _loads(body: bytes):
-    "Parse a JSON body (orjson); invalid JSON is a 400."
+    "Parse a JSON body (orjson); invalid JSON is a 400; NaN, Infinity and 1e999 get to the parser, which names the field."
     try: return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        try: return json.loads(body)      # Python's parser reads NaN/Infinity tokens and overflowing numbers (as inf)
+        except (ValueError, RecursionError): pass
         raise Refused(400, f"invalid JSON: {e}") from None
 
 def _query(qs: bytes) -> tuple[bool, int]:

@@ -57,6 +57,12 @@ async def _read_body(receive, limit: int, length: bytes|None) -> bytes|None:
         chunks.append(b)
         if not m.get("more_body", False): return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+def _json_type(ctype: bytes|None) -> bool:
+    "A /predict Content-Type the server takes: none, application/json or a +json type (parameters ignored)."
+    if ctype is None: return True
+    t = ctype.split(b";", 1)[0].strip().lower()
+    return t == b"application/json" or t.endswith(b"+json")
+
 async def _send(send, status: int, body: bytes, extra=()):
     await send({"type": "http.response.start", "status": status,
                 "headers": [_JSON, (b"content-length", str(len(body)).encode()), *extra]})
@@ -73,16 +79,20 @@ class Gateway:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
         t0, path, srv = time.perf_counter(), scope["path"], self.server
-        key = length = rkey = rid = ihl = None
+        key = length = rkey = rid = ihl = ctype = None
         for k, v in scope["headers"]:
             if k == b"x-api-key": key = v
             elif k == b"content-length": length = v
+            elif k == b"content-type": ctype = v
             elif k == b"x-request-key": rkey = v.decode("latin-1")
             elif k == b"x-request-id": rid = v.decode("latin-1")
             elif k == b"inference-header-content-length": ihl = v
         if srv.key is not None and path not in OPEN_PATHS and not srv.authorized(key):
             status = 401
             await _send(send, 401, _fail(401, "missing or wrong API key: send the X-API-Key header"), ((b"www-authenticate", b"ApiKey"),))
+        elif path == "/predict" and scope["method"] == "POST" and not _json_type(ctype):
+            status = 415
+            await _send(send, 415, _fail(415, f"Content-Type must be application/json, got {ctype.decode('latin-1')!r}"))
         elif self.fast and scope["method"] == "POST" and (path == "/predict" or (path.startswith("/v2/models/") and _v2_path(path))):
             status = await self._answer(scope, receive, send, path, length, rkey, rid, ihl)
         else:
