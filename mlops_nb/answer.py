@@ -143,7 +143,7 @@ class Server:
         self._logs, self._lock = [], threading.Lock()
         self.refs = {"champion": cfg.ref, "challenger": cfg.challenger}
         if cfg.bundle:
-            self._install("champion", load_served(cfg.name, bundle=cfg.bundle, max_records=cfg.max_records))
+            self._install("champion", load_served(cfg.name, bundle=cfg.bundle, max_records=cfg.max_records, nthread=1))
             self.watcher = None
         else:
             self.watcher = Watcher(self.models, cfg.name, self.refs, root=cfg.root, poll_seconds=cfg.poll_seconds,

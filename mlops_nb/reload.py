@@ -33,11 +33,12 @@ def _dense_call():
     except (ImportError, AttributeError): return None
     return fn, _check_call, c_bst_ulong, make_jcargs
 
-def fast_predictor(bundle: ModelBundle, # a loaded bundle (its booster is set to one thread)
+def fast_predictor(bundle: ModelBundle,    # a loaded bundle
+                   nthread: int|None = 1,  # threads of its booster (serving: 1; None: leave the booster's setting)
                   ):
     "A function: float32 rows in spec order -> the bundle's predictions (as `predict_features`), one C call."
     b, spec = bundle.booster, bundle.spec
-    b.set_param({"nthread": 1})
+    if nthread is not None: b.set_param({"nthread": nthread})
     slow = bundle.predict_features
     api = _dense_call()
     if api is None or "base_margin" in bundle.extras: return slow
@@ -75,12 +76,13 @@ class Served:
     path: Path|None = None        # the version (or bundle) folder
     max_records: int = 10000      # records per request at most
     log: object = None            # the PredictionLog of this version (None: off)
+    nthread: int|None = None      # booster threads (the server: 1; None: the booster's default, e.g. batch scoring)
 
     def __post_init__(self):
         from mlops_nb.records import RecordSchema
         self.spec = self.bundle.spec
         self.schema = RecordSchema(self.spec, max_records=self.max_records)
-        self.predict_rows = fast_predictor(self.bundle)
+        self.predict_rows = fast_predictor(self.bundle, self.nthread)
         self.batchers = {}            # role -> the answer module's Batcher (made in the event loop)
         self.warm_up()
 
@@ -105,6 +107,7 @@ def load_served(name: str|None = None,  # registry model name (None with `bundle
                 root=None,             # registry root (None: the registry's default)
                 bundle=None,           # a bundle folder or a registry version folder, served without the registry
                 max_records: int = 10000,
+                nthread: int|None = None, # booster threads (the server passes 1; None: the booster's default)
                ) -> Served:
     "Load and verify a model to serve, from the registry (`name`, `ref`) or a folder (`bundle`)."
     if bundle is not None:
@@ -112,13 +115,13 @@ def load_served(name: str|None = None,  # registry model name (None with `bundle
         if (p/"version.json").is_file() and (p/"model").is_dir():
             from mlops_nb.registry import load_model_dir
             m = load_model_dir(p)
-            return Served(name or m.name, m.version, m.bundle, dict(m.info), m.path, max_records)
+            return Served(name or m.name, m.version, m.bundle, dict(m.info), m.path, max_records, nthread=nthread)
         b = ModelBundle.load(p)
-        return Served(name or p.resolve().name, _version_of(b), b, {}, p, max_records)
+        return Served(name or p.resolve().name, _version_of(b), b, {}, p, max_records, nthread=nthread)
     if not name: raise ParamError("name: give a registry model name, or a bundle folder")
     from mlops_nb.registry import load_model
     m = load_model(name, ref, root=root)
-    return Served(m.name, m.version, m.bundle, dict(m.info), m.path, max_records)
+    return Served(m.name, m.version, m.bundle, dict(m.info), m.path, max_records, nthread=nthread)
 
 # %% ../nbs/07j_reload.ipynb #440e8246
 class Models:
@@ -171,7 +174,7 @@ class Watcher:
             v, cur = self.target(ref), self.models.get(role)
             if v is None or (cur is not None and cur.version == v) or (role, v) in self.models.refused: continue
             try:
-                new = load_served(self.name, v, root=self.root, max_records=self.max_records)
+                new = load_served(self.name, v, root=self.root, max_records=self.max_records, nthread=1)
                 if self.make_log: new.log = self.make_log(new)
             except Exception as e:    # refused: a corrupt, tampered or unreadable version never serves
                 reason = f"{type(e).__name__}: {e}"
