@@ -195,3 +195,13 @@ def test_retrain_dry_run_plan(proj, test_rows, tmp_path):
     assert len(read_table(out)) == len(comb) and data_defaults(plan["params"]["data"])["engineered"]
     assert json.loads(Path(plan["config"]).read_text())["data"] == plan["params"]["data"]
     assert monitor(retrain=True).data["retrain"]["summary"] == "not needed: verdict OK"
+
+
+def test_logged_to_wandb(proj):
+    from mlops_nb.monitor import run_monitor
+    from sample_data import wandb_summary
+    res = run_monitor(run_id=RUN, wandb_mode="offline")
+    ctx = json.loads((res.out.path/"context.json").read_text())
+    s = wandb_summary(ctx["wandb_dir"])
+    summ = s.get("summary", s)
+    assert summ["verdict"] == "OK" and summ["exit_code"] == 0, s
