@@ -19,7 +19,8 @@ from .core import ParamError, STAGES
 
 # %% auto #0
 __all__ = ['ParamText', 'parse_value', 'coerce_param', 'load_config', 'discover_stages', 'select_stages', 'declared_params',
-           'plan_params', 'render_html', 'error_report', 'key_metrics', 'plan_run', 'run_pipeline', 'main']
+           'plan_params', 'render_html', 'error_report', 'deploy_outcome', 'key_metrics', 'plan_run', 'run_pipeline',
+           'main']
 
 # %% ../nbs/09_pipeline.ipynb #429a39b6
 class ParamText(str):
@@ -217,6 +218,17 @@ def _fmt(v) -> str:
     if isinstance(v, float): return f"{v:.4g}"
     return str(v)
 
+def deploy_outcome(m: dict, # the deploy stage's metrics (`summary.json` `metrics.deploy`)
+                  width: int = 160, # cut the line to this many characters
+                 ) -> str:
+    "The deploy stage's outcome in one line: the version registered, promoted or the refusal's reason, the server check."
+    head = f"{m.get('model', '?')} v{m.get('version', '?')}"
+    if m.get("promoted"): line = f"{head} promoted to {m.get('alias', 'production')}" + (" (forced)" if m.get("forced") else "")
+    else: line = f"{head} registered, not promoted: {m.get('reason') or 'refused'}"
+    if "serve_requests" in m:
+        line += f"; server answered {m['serve_requests']} requests, max |diff| {_fmt(m.get('serve_max_abs_diff'))}"
+    return line if len(line) <= width else line[:width - 3] + "..."
+
 def key_metrics(summary: dict,    # a run's summary
                 stages: list[str], # the stages to show
                 per_stage: int = 6, # at most this many metrics per stage
@@ -226,6 +238,8 @@ def key_metrics(summary: dict,    # a run's summary
     for key in [k for st in stages for k in ([st, "test"] if st == "evaluate" else [st])]:
         m = metrics.get(key)
         if m is None: continue
+        if key == "deploy" and isinstance(m, dict) and "version" in m:
+            out.append(f"deploy: {deploy_outcome(m)}"); continue
         flat = [(k, v) for k, v in core._flatten(m if isinstance(m, dict) else {"value": m}).items()
                 if isinstance(v, (int, float, str)) and not isinstance(v, bool) and len(str(v)) <= 40]
         if flat: out.append(f"{key}: " + "  ".join(f"{k}={_fmt(v)}" for k, v in flat[:per_stage]))

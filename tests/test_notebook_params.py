@@ -13,7 +13,7 @@ STAGE_NBS = discover_stages(NBS)
 
 
 def test_stage_notebooks_found():
-    assert {"eda", "preprocess", "features", "train", "tune", "evaluate"} <= set(STAGE_NBS)
+    assert {"eda", "preprocess", "features", "train", "tune", "evaluate", "deploy"} <= set(STAGE_NBS)
 
 
 @pytest.mark.parametrize("stage", list(STAGE_NBS))

@@ -102,7 +102,7 @@ def test_run_ok(fake_nbs, capsys):
     out = capsys.readouterr().out
     assert re.search(r"^\[1/3\] eda \.\.\. ok \d+\.\ds$", out, re.M), out
     assert re.search(r"^\[3/3\] features \.\.\. ok \d+\.\ds$", out, re.M), out
-    assert "no notebook for train, tune, evaluate" in out
+    assert "no notebook for train, tune, evaluate, deploy" in out
     assert "eda: rows=500  score=0.1235" in out
 
     latest = core.runs_dir()/"latest"
