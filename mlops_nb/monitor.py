@@ -21,14 +21,14 @@ from .metrics import LOWER_IS_BETTER
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'JUDGED', 'LEVELS', 'EXIT_CODES', 'N_BOOTSTRAP', 'LOG_COLUMNS', 'check_thresholds', 'monitored_model',
-           'build_profile', 'reference_for', 'load_current', 'windows_of', 'column_check', 'predictions_of',
-           'labels_of', 'segment_accuracy', 'realised', 'estimated', 'run_monitor', 'add_parser', 'cmd_monitor']
+           'reference_performance', 'build_profile', 'reference_for', 'load_current', 'windows_of', 'column_check',
+           'predictions_of', 'labels_of', 'realised', 'estimated', 'run_monitor', 'add_parser', 'cmd_monitor']
 
 # %% ../nbs/08_monitor.ipynb #57443580
 THRESHOLDS = {**drift.THRESHOLDS,
               "perf_warn": 0.02, "perf_alert": 0.05,          # absolute drop of accuracy / ROC AUC / F1 (interval excludes the reference)
               "perf_rel_warn": 0.10, "perf_rel_alert": 0.25,  # relative rise of RMSE (regression)
-              "segment_alert": 0.10, "min_segment": 200}      # a segment's accuracy drop, and the smallest segment judged
+              "perf_alpha": 0.01, "min_segment": 100}         # family-wise false-alarm rate of the performance tests; smallest segment tested
 JUDGED = {"binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"], "regression": ["rmse"]}  # metrics that set a level
 LEVELS = drift.LEVELS
 EXIT_CODES = {"OK": 0, "WARN": 0, "ALERT": 3}  # `mlops-nb monitor` exit codes (1: failure, 2: usage or bad input)
@@ -71,10 +71,13 @@ def monitored_model(run_dir: Path,       # the run (its data names the default m
                            notes=notes, run_id=run_dir.name, source=f"run {run_dir.name} evaluate/model")
 
 # %% ../nbs/08_monitor.ipynb #ffec0fe4
-def _perf_on(bundle, raw: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP) -> dict:
-    "The bundle's performance on labelled raw rows, with bootstrap intervals (the profile's `performance` shape)."
-    from mlops_nb.profile import _performance
-    return _performance(bundle.spec, raw[bundle.spec.target], bundle.predict(raw), bundle.threshold, n_bootstrap, 42)
+def reference_performance(bundle, test: pd.DataFrame) -> dict:
+    "The model's performance on its labelled test rows, overall and per categorical level, with intervals (`estimate`)."
+    from mlops_nb.estimate import realised_performance
+    from mlops_nb.features import encode_target
+    seg = {c: test[c].to_numpy() for c in bundle.spec.categorical if c in test}
+    return {**realised_performance(bundle.task, encode_target(test[bundle.spec.target], bundle.spec), bundle.predict(test),
+                                   bundle.threshold, seg, n_bootstrap=N_BOOTSTRAP, segment_bootstrap=100), "source": "test"}
 
 def _reference_rows(m: SimpleNamespace) -> pd.DataFrame|None:
     "The labelled reference test rows of the model: its registry version's, else its run's test split (None: none)."
@@ -93,8 +96,8 @@ def build_profile(m: SimpleNamespace, test: pd.DataFrame|None) -> tuple[dict, st
         return (reference_profile(train, b.spec, threshold=b.threshold, n_bootstrap=0),
                 f"built here (the bundle has no profile): run {run.name}'s training split, no held-out predictions")
     rows = train if train is not None else test
-    prof = reference_profile(rows, b.spec, pred=b.predict(test), y=test[b.spec.target], pred_source="test",
-                             threshold=b.threshold, n_bootstrap=N_BOOTSTRAP)
+    prof = reference_profile(rows, b.spec, pred=b.predict(test), pred_source="test", threshold=b.threshold, n_bootstrap=0)
+    prof["performance"] = reference_performance(b, test)
     return prof, ("built here (the bundle has no profile): " + (f"run {run.name}'s training split" if train is not None else "the version's test rows")
                   + ", the model's predictions and performance on its test rows")
 
@@ -189,12 +192,13 @@ def predictions_of(bundle, w: pd.DataFrame, missing: list) -> tuple[np.ndarray|N
     if missing: return None, f"not scored: the model needs {', '.join(missing)}"
     return np.asarray(bundle.predict(w), np.float64), "scored"
 
-def labels_of(bundle, w: pd.DataFrame) -> np.ndarray|None:
-    "The window's encoded labels where the target column is present and filled (rows without one dropped: mask)."
+def labels_of(bundle, w: pd.DataFrame) -> tuple|None:
+    "The window's encoded labels and the mask of the rows that have one (None: no target column, or no label)."
     t = bundle.spec.target
     if t not in w or not w[t].notna().any(): return None
     from mlops_nb.features import encode_target
-    return encode_target(w[t], bundle.spec)
+    keep = w[t].notna().to_numpy()
+    return encode_target(w[t][keep], bundle.spec), keep
 
 # %% ../nbs/08_monitor.ipynb #39efc208
 def _drop(metric: str, cur, lo_hi, ref, t: dict) -> tuple[int, float|None]:
@@ -207,67 +211,40 @@ def _drop(metric: str, cur, lo_hi, ref, t: dict) -> tuple[int, float|None]:
     clear = lo_hi is None or (lo is not None and (lo > ref if lower else hi < ref))
     return (2 if change >= alert else 1 if change >= warn else 0) if clear else 0, float(change)
 
-def _wilson(k: float, n: int, z: float) -> tuple[float, float]:
-    "Wilson score interval of k successes in n."
-    p, d = k / n, 1 + z * z / n
-    c, h = (p + z * z / (2 * n)) / d, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
-
-def segment_accuracy(bundle, raw: pd.DataFrame, y, pred) -> dict:
-    "Accuracy per level of each categorical feature: {column: {level: [n, accuracy]}}."
-    from mlops_nb.metrics import correct
-    ok = correct(bundle.task, y, pred, bundle.threshold if bundle.task == "binary" else None)
-    out = {}
-    for c in bundle.spec.categorical:
-        if c not in raw: continue
-        g = pd.DataFrame({"l": raw[c].astype(object).where(raw[c].notna(), "(missing)").astype(str).to_numpy(), "ok": ok}).groupby("l")["ok"]
-        out[c] = {l: [int(n), float(a)] for l, n, a in zip(g.size().index, g.size().to_numpy(), g.mean().to_numpy())}
-    return out
-
-def realised(bundle, raw: pd.DataFrame, y, pred, ref_perf: dict|None, ref_seg: dict|None, t: dict) -> dict:
-    "Realised performance of a labelled window with intervals, against the reference, overall and per segment."
-    from mlops_nb.metrics import bootstrap_ci, compute_metrics
-    from scipy.stats import norm
-    task, thr = bundle.task, (bundle.threshold if bundle.threshold is not None else 0.5)
-    m, ci = compute_metrics(task, y, pred, thr), bootstrap_ci(task, y, pred, thr, N_BOOTSTRAP, 0)
+def realised(bundle, raw: pd.DataFrame, y, pred, ref_perf: dict|None, t: dict) -> dict:
+    "Realised performance of a labelled window (`estimate.realised_performance`) against the reference, with its level and reasons."
+    from mlops_nb.estimate import realised_performance
+    seg = {c: raw[c].to_numpy() for c in bundle.spec.categorical if c in raw}
+    r = realised_performance(bundle.task, y, pred, bundle.threshold, seg, reference=ref_perf or None, n_bootstrap=N_BOOTSTRAP,
+                             segment_bootstrap=100, min_rows=int(t["min_segment"]), min_drop=t["perf_alert"], alpha=t["perf_alpha"])
     ref_m = (ref_perf or {}).get("metrics", {})
-    out = {"n": int(len(y)), "metrics": m, "ci": ci, "reference": {k: ref_m.get(k) for k in m}, "checks": {}, "segments": {}}
-    reasons = []
-    for k in JUDGED[task]:
-        lv, ch = _drop(k, m.get(k), ci.get(k), ref_m.get(k), t)
-        out["checks"][k] = {"level": lv, "change": ch}
-        if lv: reasons.append((lv, ch, f"{LEVELS[lv]} performance {k}: {m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}] vs reference {ref_m[k]:.3f}"))
-    if task != "regression":
-        seg = segment_accuracy(bundle, raw, y, pred)
-        cells = [(c, l, n, a) for c, lv in seg.items() for l, (n, a) in lv.items() if n >= t["min_segment"]]
-        z = norm.ppf(1 - 0.05 / (2 * max(len(cells), 1)))          # Bonferroni over the segments judged
-        for c, l, n, a in cells:
-            r = (ref_seg or {}).get(c, {}).get(l)
-            hi = _wilson(a * n, n, z)[1]
-            bad = r is not None and r[0] >= 30 and hi < r[1] and r[1] - a >= t["segment_alert"]
-            out["segments"].setdefault(c, {})[l] = {"n": n, "accuracy": a, "reference": r[1] if r else None, "alert": bool(bad)}
-            if bad: reasons.append((2, r[1] - a, f"ALERT performance on {c}={l}: accuracy {a:.3f} on {n} rows vs {r[1]:.3f} on the reference"))
-    out["level"] = max([lv for lv, _, _ in reasons], default=0)
-    out["reasons"] = [txt for _, _, txt in sorted(reasons, key=lambda x: (-x[0], -x[1]))]
-    return out
+    r["reference"] = {k: ref_m.get(k) for k in r["metrics"]}
+    comp = r.get("comparison") or {}
+    reasons = [(2, f"ALERT performance: {x}") for x in comp.get("reasons", [])]
+    for k in JUDGED[bundle.task]:                     # smaller drops whose interval excludes the reference: WARN
+        lv, ch = _drop(k, r["metrics"].get(k), r["ci"].get(k), ref_m.get(k), t)
+        if lv and not comp.get("alert"):
+            ci = r["ci"][k]
+            reasons.append((1, f"WARN performance {k}: {r['metrics'][k]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] vs reference {ref_m[k]:.3f}"))
+    r["level"] = max([lv for lv, _ in reasons], default=0)
+    r["reasons"] = [x for _, x in reasons]
+    return r
 
 def estimated(bundle, pred, ref_perf: dict|None, t: dict) -> dict:
-    "The label-free performance estimate of a window (`mlops_nb.estimate`), judged like the realised one."
-    try: from mlops_nb import estimate as E
-    except ImportError: return {"available": False, "why": "mlops_nb.estimate is not installed in this version", "level": 0, "reasons": []}
+    "The label-free performance estimate of a window (`estimate.estimate_performance`, CBPE), judged like the realised one."
+    from mlops_nb.estimate import estimate_performance
     if bundle.task == "regression": return {"available": False, "why": "not estimable for regression", "level": 0, "reasons": []}
-    est = E.estimate_performance(bundle.task, pred, calibrator=bundle.extras.get("calibration"), threshold=bundle.threshold)
+    est = estimate_performance(bundle.task, pred, calibrator=bundle.extras.get("calibration"), threshold=bundle.threshold)
     ref_m, reasons = (ref_perf or {}).get("metrics", {}), []
     for k in JUDGED[bundle.task]:
-        e = est.get(k)
-        v, iv = (e.get("value"), e.get("ci")) if isinstance(e, dict) else (e, None)
+        v, iv = est["metrics"].get(k), est["ci"].get(k)
         lv, ch = _drop(k, v, iv, ref_m.get(k), t)
-        if lv: reasons.append((lv, ch, f"{LEVELS[lv]} estimated {k} (no labels): {v:.3f} vs reference {ref_m[k]:.3f}"))
-    return {"available": True, "estimate": est, "level": max([r[0] for r in reasons], default=0),
-            "reasons": [r[2] for r in sorted(reasons, key=lambda x: (-x[0], -x[1]))]}
+        if lv: reasons.append((lv, ch, f"{LEVELS[lv]} estimated {k} (no labels): {v:.3f} [{iv[0]:.3f}, {iv[1]:.3f}] vs reference {ref_m[k]:.3f}"))
+    return {"available": True, "estimate": est, "calibrated": bool(bundle.extras.get("calibration")),
+            "level": max([r[0] for r in reasons], default=0), "reasons": [r[2] for r in sorted(reasons, key=lambda x: (-x[0], -x[1]))]}
 
 # %% ../nbs/08_monitor.ipynb #cac974bb
-def _window(m, profile, d: dict, w: pd.DataFrame, pred, why: str, labels: bool, ref_seg, t: dict, missing, extra) -> dict:
+def _window(m, profile, d: dict, w: pd.DataFrame, pred, why: str, labels: bool, t: dict, missing, extra) -> dict:
     "One window's report: drift (from `compare_windows`), estimate, realised performance, verdict and reasons."
     lv = [LEVELS.index(d["verdict"])]
     reasons = [(lv[0], r) for r in d["reasons"]]
@@ -275,16 +252,16 @@ def _window(m, profile, d: dict, w: pd.DataFrame, pred, why: str, labels: bool, 
     if extra: lv.append(1); reasons.append((1, f"WARN column{'s' if len(extra) > 1 else ''} the model does not know: {', '.join(map(str, extra[:10]))}"))
     if pred is None: lv.append(1); reasons.append((1, f"WARN predictions {why}: no prediction drift, estimate or performance"))
     est = estimated(m.bundle, pred, profile.get("performance"), t) if pred is not None else {"available": False, "why": why, "level": 0, "reasons": []}
-    y = labels_of(m.bundle, w) if labels and pred is not None else None
+    lab = labels_of(m.bundle, w) if labels and pred is not None else None
     perf = None
-    if y is not None:
-        keep = w[m.bundle.spec.target].notna().to_numpy()
-        perf = realised(m.bundle, w[keep], y[keep] if len(y) == len(w) else y, np.asarray(pred)[keep], profile.get("performance"), ref_seg, t)
+    if lab is not None:
+        y, keep = lab
+        perf = realised(m.bundle, w[keep], y, np.asarray(pred)[keep], profile.get("performance"), t)
     for part in (est, perf or {}):
         if part.get("reasons"): lv.append(part["level"]); reasons += [(part["level"], r) for r in part["reasons"]]
     reasons.sort(key=lambda x: -x[0])
     return {"n_rows": int(len(w)), "verdict": LEVELS[max(lv)], "reasons": [r for _, r in reasons], "drift": d,
-            "predictions": why, "estimate": est, "performance": perf, "labelled": y is not None}
+            "predictions": why, "estimate": est, "performance": perf, "labelled": lab is not None}
 
 def _level(reason: str) -> int:
     "The level a reason starts with (ALERT 2, WARN 1, else 0)."
@@ -329,15 +306,11 @@ def run_monitor(run_id: str = "",       # run to work in (empty: the latest run,
     missing, extra = column_check(df, m.bundle.spec, profile)
     wins = windows_of(df, batch_size)
     preds = {k: predictions_of(m.bundle, w, missing) for k, w in wins.items()}
-    ref_rows = _reference_rows(m)
-    ref_seg = None
-    if ref_rows is not None and m.bundle.task != "regression" and m.bundle.spec.target in ref_rows:
-        ref_seg = segment_accuracy(m.bundle, ref_rows, labels_of(m.bundle, ref_rows), m.bundle.predict(ref_rows))
     dt = {k: v for k, v in t.items() if k in drift.THRESHOLDS}
     dres = drift.compare_windows(profile, {k: w.drop(columns=[c for c in w.columns if str(c).startswith("pred_")])
                                            for k, w in wins.items()},
                                  {k: p for k, (p, _) in preds.items() if p is not None}, dt, missing_columns="skip")
-    rep = {k: _window(m, profile, dres[k], wins[k], *preds[k], labels, ref_seg, t, missing, extra) for k in wins}
+    rep = {k: _window(m, profile, dres[k], wins[k], *preds[k], labels, t, missing, extra) for k in wins}
     verdict = LEVELS[max(LEVELS.index(r["verdict"]) for r in rep.values())]
     reasons = sorted(((_level(x), f"{k}: {x}" if len(rep) > 1 else x) for k, r in rep.items() for x in r["reasons"]), key=lambda x: -x[0])
     reasons = [x for _, x in reasons]

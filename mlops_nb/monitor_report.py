@@ -64,8 +64,7 @@ def window_table(doc: dict) -> pd.DataFrame:
             if k in p.get("metrics", {}):
                 row[k], row[f"{k}_lo"], row[f"{k}_hi"] = p["metrics"][k], *(p["ci"].get(k) or [None, None])
                 row[f"{k}_ref"] = p["reference"].get(k)
-            v = e.get(k)
-            if v is not None: row[f"est_{k}"] = v.get("value") if isinstance(v, dict) else v
+            if (v := (e.get("metrics") or {}).get(k)) is not None: row[f"est_{k}"] = v
         rows.append(row)
     return pd.DataFrame(rows).set_index("window")
 
@@ -113,12 +112,12 @@ def report_html(doc: dict, figures: dict, tables: dict) -> str:
     return "\n".join(parts)
 
 def _segments(doc: dict) -> pd.DataFrame|None:
-    "The segments judged in any window, worst first."
-    rows = [{"window": w, "column": c, "level": l, **s} for w, r in doc["windows"].items() if r.get("performance")
-            for c, lv in r["performance"]["segments"].items() for l, s in lv.items()]
+    "The per-segment performance comparisons of every labelled window, largest drop first."
+    rows = [{"window": w, **{k: x[k] for k in ("column", "level", "metric", "n", "reference", "current", "drop", "p_value", "alert")}}
+            for w, r in doc["windows"].items() if r.get("performance")
+            for x in (r["performance"].get("comparison") or {}).get("rows", []) if x["column"]]
     if not rows: return None
-    t = pd.DataFrame(rows)
-    return t.assign(drop=t["reference"] - t["accuracy"]).sort_values("drop", ascending=False).head(30)
+    return pd.DataFrame(rows).sort_values("drop", ascending=False).head(30).reset_index(drop=True)
 
 def write_outputs(st,            # the monitor stage (`core.stage`)
                   doc: dict,     # the verdict document

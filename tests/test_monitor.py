@@ -86,8 +86,10 @@ def test_flipped_labels_on_a_segment_alert_on_performance(proj, test_rows, tmp_p
     b.to_csv(tmp_path/"flip.csv", index=False)
     doc = monitor(current=str(tmp_path/"flip.csv")).data["report"]
     assert doc["verdict"] == "ALERT" and not doc["alerted"]       # no feature drifted: the labels did
-    assert any(r.startswith("ALERT performance on sex=Female") for r in doc["reasons"]), doc["reasons"]
-    assert any(r.startswith("ALERT performance accuracy") for r in doc["reasons"])
+    assert any(r.startswith("ALERT performance: accuracy on sex=Female fell") for r in doc["reasons"]), doc["reasons"]
+    assert any(r.startswith("ALERT performance: accuracy overall fell") for r in doc["reasons"]), doc["reasons"]
+    w = next(iter(doc["windows"].values()))
+    assert w["estimate"]["available"] and w["performance"]["comparison"]["alert"]
     assert not monitor(current=str(tmp_path/"flip.csv"), labels=False).data["report"]["reasons"]   # without labels: OK
 
 
