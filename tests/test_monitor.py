@@ -207,3 +207,12 @@ def test_logged_to_wandb(proj):
     s = wandb_summary(ctx["wandb_dir"])
     summ = s.get("summary", s)
     assert summ["verdict"] == "OK" and summ["exit_code"] == 0, s
+
+
+def test_values_with_no_overlap_alert_not_crash(proj, test_rows, tmp_path):
+    b = test_rows.assign(age=test_rows["age"] + 500, workclass="Martian", income=None)   # disjoint range, unseen category
+    b.to_parquet(tmp_path/"disjoint.parquet")
+    doc = monitor(current=str(tmp_path/"disjoint.parquet")).data["report"]
+    assert doc["verdict"] == "ALERT" and {"age", "workclass"} <= set(doc["alerted"])
+    assert any("unseen categories (Martian)" in r for r in doc["reasons"])
+    assert not next(iter(doc["windows"].values()))["labelled"]           # an empty target column: no labels
