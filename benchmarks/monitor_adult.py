@@ -48,6 +48,7 @@ def main(argv=None):
     from sample_data import SMALL_MODEL
     from mlops_nb.evaluate import run_evaluate
     from mlops_nb.features import run_features
+    from mlops_nb.core import close_figures
     from mlops_nb.monitor import run_monitor
     from mlops_nb.train import run_train
     from mlops_nb.tune import run_tune
@@ -65,7 +66,9 @@ def main(argv=None):
         p = d/f"{len(rows)}.parquet"
         batch.to_parquet(p)
         t = time.time()
-        doc = run_monitor(run_id="adult", current=str(p), labels=labels, batch_size=a.batch, wandb_mode="disabled").data["report"]
+        res = run_monitor(run_id="adult", current=str(p), labels=labels, batch_size=a.batch, wandb_mode="disabled")
+        close_figures(res.figures)
+        doc = res.data["report"]
         w = next(iter(doc["windows"].values()))
         est = (w["estimate"].get("estimate") or {}).get("metrics", {})
         perf = (w.get("performance") or {}).get("metrics", {})

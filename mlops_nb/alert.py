@@ -71,6 +71,8 @@ def recorded_run_params(run_dir: Path) -> dict:
 def retrain_plan(run_id: str,         # the run that made the monitored model
                  new_rows: pd.DataFrame, # monitored rows (those with a label are added)
                  target: str,         # the target column
+                 name: str = "",      # the registry model the new version should join (empty: the deploy stage's default)
+                 registry: str = "",  # its registry folder (empty: the default)
                  stamp: str = "",     # file name time stamp (empty: now, UTC)
                 ) -> dict:
     "The retraining run's parameters, combined data file and command (nothing written)."
@@ -88,6 +90,9 @@ def retrain_plan(run_id: str,         # the run that made the monitored model
     rel = str(out.relative_to(project_root()))
     test = params.get("test_data") or data_defaults(data)["test_data"]
     params.update(data=rel, test_data=test or "")
+    known = _declared()
+    for k, v in (("name", name), ("registry", registry)):   # a new version of the same model, judged by its gate
+        if v and k in known: params[k] = v
     cfg = out.with_suffix(".params.json")
     cmd = [sys.executable, "-m", "mlops_nb", "run", "--config", str(cfg), "--to", "deploy" if "deploy" in STAGES else "evaluate"]
     return {"from_run": str(run_id), "base_data": str(data), "data": rel, "added_rows": int(new_rows[target].notna().sum()),
@@ -133,7 +138,8 @@ def after_verdict(doc: dict,      # the monitor's verdict document
     out = {}
     if webhook: out["webhook"] = post_webhook(webhook, doc)
     if retrain and doc["verdict"] == "ALERT":
-        try: out["retrain"] = start_retrain(retrain_plan(model.run_id, rows, model.bundle.spec.target), rows, dry_run)
+        reg = str(model.registered.path.parent.parent) if getattr(model, "registered", None) is not None else ""
+        try: out["retrain"] = start_retrain(retrain_plan(model.run_id, rows, model.bundle.spec.target, model.name, reg), rows, dry_run)
         except (ArtifactError, DataError) as e:
             log.warning("retraining not started: %s", e)
             out["retrain"] = {"started": False, "error": str(e), "summary": f"not started: {e}"}

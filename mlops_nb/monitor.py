@@ -373,6 +373,8 @@ def cmd_monitor(args) -> int:
     except Exception as e:
         print(f"mlops-nb monitor: failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1
+    from mlops_nb.core import close_figures
+    close_figures(res.figures)
     doc = res.data["report"]
     print(f"{doc['verdict']}: {doc['model']['source']} on {doc['current']['n_rows']} rows of {doc['current']['path']} "
           f"({doc['current']['n_windows']} window{'s' if doc['current']['n_windows'] > 1 else ''})")

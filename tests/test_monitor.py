@@ -186,6 +186,7 @@ def test_retrain_dry_run_plan(proj, test_rows, tmp_path):
     assert plan["command"][1:6] == ["-m", "mlops_nb", "run", "--config", plan["config"]]
     assert plan["params"]["data"].startswith("data/retrain/adult-") and plan["params"]["test_data"] == "data/raw/adult.test"
     assert plan["params"]["n_trials"] == 2 and plan["added_rows"] == len(test_rows)   # the run's recorded tune parameters
+    assert plan["params"]["name"] == "adult"                      # the new model joins the monitored one in the registry
     assert not (proj/"data"/"retrain").exists()                   # a dry run writes nothing
     from mlops_nb.alert import write_retrain_data
     out = write_retrain_data(plan, test_rows)
