@@ -76,7 +76,8 @@ def main(argv=None):
                      "column status": w["drift"]["features"][col]["status"] if col else "",
                      "psi": w["drift"]["features"][col]["psi"] if col else None,
                      "est_accuracy": est.get("accuracy"), "accuracy": perf.get("accuracy"),
-                     "first reason": doc["reasons"][0] if doc["reasons"] else "", "seconds": time.time() - t})
+                     "first reason": doc["reasons"][0] if doc["reasons"] else "",
+                     "estimate reason": (w["estimate"].get("reasons") or [""])[0], "seconds": time.time() - t})
         print(rows[-1]["case"], rows[-1]["verdict"], rows[-1]["alerted"], f"{rows[-1]['seconds']:.1f}s", flush=True)
 
     for s in range(a.seeds): case(f"random batch {s}", pool.sample(a.batch, random_state=s))
@@ -107,7 +108,8 @@ def main(argv=None):
            "estimate_error_random_mean_abs": float((null["est_accuracy"] - null["accuracy"]).abs().mean()),
            "cases": rows}
     pd.set_option("display.width", 220, "display.max_colwidth", 90)
-    print(t.drop(columns=["first reason"]).round(4).to_string())
+    print(t.drop(columns=["first reason", "estimate reason"]).round(4).to_string())
+    print(t[["case", "estimate reason"]].tail(3).to_string())
     print({k: v for k, v in out.items() if k != "cases"})
     dest = REPO/"reports"/"benchmarks"/"monitor_adult.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
