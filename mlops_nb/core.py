@@ -56,9 +56,9 @@ def check_number(name: str, v, lo: float, strict: bool = True):
         raise ParamError(f"{name} must be a number {'>' if strict else '>='} {lo}, got {v!r}")
 
 # %% ../nbs/00_core.ipynb #83f78768
-STAGES = ["eda", "preprocess", "features", "train", "tune", "evaluate", "deploy"]  # the stage modules, in pipeline order
+STAGES = ["eda", "preprocess", "features", "train", "tune", "evaluate", "deploy", "monitor"]  # the stage modules, in pipeline order
 STAGE_NEEDS = {"eda": [], "preprocess": [], "features": ["preprocess"], "train": ["features"], "tune": ["train"],
-               "evaluate": ["preprocess", "features", "tune"], "deploy": ["evaluate"]}   # the earlier stages whose outputs a stage reads
+               "evaluate": ["preprocess", "features", "tune"], "deploy": ["evaluate"], "monitor": ["evaluate"]}   # the earlier stages whose outputs a stage reads
 
 # %% ../nbs/00_core.ipynb #48a3ebd1
 def new_run_id() -> str:

@@ -160,7 +160,7 @@ def _numeric(col, name: str) -> np.ndarray:
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
             return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
         col = col.to_pandas()
-    from mlops_nb.features import _numbers
+    from mlops_nb.encode import numbers as _numbers
     s = col if isinstance(col, pd.Series) else pd.Series(np.asarray(col))
     return _numbers(s, name).astype(np.float64, copy=False)
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .core import (ArtifactError, DataError, ParamError, StageResult, check_int, close_figures, data_defaults,
                            require, resolve_path, resolve_run, runs_dir, stage, stage_dir)
+from .estimate import bundle_extras
 from .explain import FAIRNESS_GATE, explain_model, fairness_report, row_losses, shap_frame, slice_metrics
 from .features import load_xy
 from .gate import (GATE_OPS, _parse_literal, check_baselines, check_cv_selection, check_gate_spec, check_leakage,
@@ -244,6 +245,12 @@ def _gate_doc(ev: SimpleNamespace, m: dict) -> dict:
             "classes": ev.classes, "metrics": {k: ev.point[k] for k in TASK_METRICS[ev.task]}, "best_baseline": ev.best_baseline,
             "baseline_gain": ev.baseline_gain, "fairness": ev.fair_values, "evaluated": ev.evaluated}
 
+def _reference_extras(ev: SimpleNamespace, p: SimpleNamespace) -> dict:
+    "The evaluated bundle's extras `profile` (training rows, out-of-fold predictions, test performance) and `calibration`."
+    oof = oof_predictions(ev.run_dir, len(ev.classes) if ev.task == "multiclass" else 2)
+    return bundle_extras(ev.spec, ev.prep.read_parquet("train.parquet"), oof, ev.test_raw, ev.y, ev.pred, ev.thr,
+                         p.n_bootstrap, p.seed)
+
 def _record_inputs(st, ev: SimpleNamespace):
     "Record (and verify) the stage's inputs: the splits, the features and the model."
     st.input_stage(ev.prep, ["test.parquet", "schema.json"], artifact="splits")
@@ -254,6 +261,7 @@ def _write(ev: SimpleNamespace, p: SimpleNamespace, params: dict, wandb_mode: st
     "Write every output into the evaluate stage's folder (atomically committed) and log it."
     figs, card_md, m = evaluation_figures(ev), model_card(card_context(ev)), evaluation_metrics(ev, p.threshold_strategy)
     gate_doc, preds = _gate_doc(ev, m), predictions_frame(ev)
+    extras = _reference_extras(ev, p)
     tables = {"metrics": metrics_table(ev.point, ev.ci, ev.task), "baselines": ev.base_table, "fairness": ev.fair_table,
               "importance": ev.ex["importance"], "explanations": ev.ex["explanations"], "slices": ev.slices, **ev.tables}
     if ev.ref_table is not None: tables["reference"] = ev.ref_table
@@ -261,7 +269,9 @@ def _write(ev: SimpleNamespace, p: SimpleNamespace, params: dict, wandb_mode: st
     with stage("evaluate", params, run_dir=ev.run_dir, wandb_mode=wandb_mode) as st:
         st.metrics_key = "test"
         _record_inputs(st, ev)
-        save_bundle(st.out, ev.bundle.with_threshold(ev.thr, evaluated={k: gate_doc[k] for k in ("run_id", "evaluated", "passed", "threshold_strategy")}))
+        evaluated = ev.bundle.with_threshold(ev.thr, evaluated={k: gate_doc[k] for k in ("run_id", "evaluated", "passed", "threshold_strategy")})
+        evaluated.extras.update(extras)
+        save_bundle(st.out, evaluated)
         for name, doc in (("metrics.json", m), ("gate.json", gate_doc)): st.out.write_json(name, doc)
         st.out.write_parquet("predictions.parquet", preds)
         for name, t in tables.items():

@@ -122,7 +122,7 @@ def reference_profile(raw: pd.DataFrame,     # reference rows: raw (cleaned) col
     if not len(raw): raise DataError("the reference table has no rows")
     if miss := [c for c in spec.source_columns if c not in raw.columns]:
         raise DataError(f"reference table lacks column{'s' if len(miss) > 1 else ''}: {', '.join(miss)}")
-    from mlops_nb.features import _numbers
+    from mlops_nb.encode import numbers as _numbers
     cols = {}
     for c in spec.source_columns:
         if c in spec.numeric: cols[c] = numeric_profile(_finite(_numbers(raw[c], c)), n_bins, n_grid)

@@ -67,8 +67,8 @@ def test_bad_parameters_fail_before_anything_is_written(project):
 def test_pipeline_from_deploy_with_the_server_check(project, capsys):
     run = evaluated_run("piped", wandb_mode="disabled")
     assert plan_run(to_stage="evaluate", run_id="piped")["stages"][-1] == "evaluate"
-    assert plan_run(from_stage="deploy", run_id="piped")["stages"] == ["deploy"]
-    assert main(["run", "--from", "deploy", "--run-id", "piped", "--no-html", "-p", "n_requests", "30"]) == 0
+    assert plan_run(from_stage="deploy", run_id="piped")["stages"] == ["deploy", "monitor"]
+    assert main(["run", "--from", "deploy", "--to", "deploy", "--run-id", "piped", "--no-html", "-p", "n_requests", "30"]) == 0
     out = capsys.readouterr().out
     assert "[1/1] deploy ... ok" in out
     assert re.search(r"deploy: adult v1 promoted to production; server answered 33 requests, max \|diff\| 0\b", out), out
