@@ -1,0 +1,196 @@
+"""Serving under load: `mlops-nb serve` against the framework's floor and the raw model, on this machine.
+
+Load: wrk (Debian package; `make bench` installs it with tools/install-debian.sh) on loopback, 16 connections, single-record
+`POST /predict` requests whose body is a real Adult test record (a wrk Lua script), a warm-up, then `duration_s`
+seconds measured; cases alternate within each repetition and medians of `repeat` are reported. Latency p50/p99 come
+from wrk's own histogram (the Lua `done` hook), errors (connect/read/write/timeout, non-2xx) are counted.
+
+Cases, all in the same run:
+(a) floor: a bare FastAPI endpoint returning a constant (benchmarks/serve_floor.py) under the SAME uvicorn settings as
+    the model server (recorded in the JSON: workers, loop, http, access log, wrk threads/connections/duration);
+    for information also the same app reading and parsing the JSON body (`/parse`);
+(b) raw model: the booster's `inplace_predict` on one float32 row (the record already transformed), in this process,
+    one thread: rows/s;
+(c) server: `mlops-nb serve --bundle` on the train stage's model with its defaults, trained on the full bundled Adult
+    data (preprocess and features with their defaults too); the prediction log on, as by default. `ratio` =
+    server / floor requests/s at one worker (targets: >= 0.70 and p99 <= 15 ms); `--workers 2` figures for information.
+Then a longer schemathesis run against the server's own OpenAPI schema (more cases than tests/test_serve_reliability.py):
+its count of generated cases and of 5xx answers.
+
+Quick variant (`--quick`): 3 s per measurement after 1 s of warm-up, one repetition, no 2-worker cases, a shorter
+schemathesis run. The machine is shared and noisy: the ratios, measured in the same run, are what to read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DESCRIPTION = "POST /predict of one Adult record under wrk (16 connections): server vs bare FastAPI floor vs raw model"
+from benchmarks import REPO, adult_project
+
+sys.path.insert(0, str(REPO/"tests"))
+from servers import Server, fuzz, serve_argv  # noqa: E402 (tests/servers.py: subprocess, free port, wait ready)
+
+CONNECTIONS = 16
+WRK_THREADS = 1             # one wrk thread drives 16 connections easily and leaves the second core to the server
+UVICORN = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning"}  # = mlops-nb serve's
+TARGET_RATIO, TARGET_P99_MS = 0.70, 15.0
+PARSE = "floor + JSON body parsed, 1 worker"      # for information: the floor app's /parse
+
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
+    '"mean_us": %%.1f}\\n', summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def train_model(root: Path) -> tuple[Path, dict]:
+    """The train stage's model (defaults) on the full bundled Adult data in project `root`, and one test record."""
+    import pandas as pd
+    from mlops_nb.model import load_run_bundle
+    from mlops_nb.train import run_train
+    res = run_train(run_id="serve", wandb_mode="disabled")
+    bundle = load_run_bundle(res.run_dir)
+    test = pd.read_parquet(Path(res.run_dir)/"preprocess"/"test.parquet")
+    row = test[bundle.spec.source_columns].dropna().iloc[0]
+    record = {c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
+    return Path(bundle.path), record
+
+
+def raw_model_rows_per_s(bundle_dir: Path, record: dict, seconds: float) -> dict:
+    """Rows/s of the booster's `inplace_predict` on one float32 row (transformed once), one thread, in this process."""
+    import numpy as np
+    import pandas as pd
+    from mlops_nb.features import transform
+    from mlops_nb.model import ModelBundle
+    b = ModelBundle.load(bundle_dir)
+    row = np.ascontiguousarray(transform(pd.DataFrame([record]), b.spec).to_numpy(np.float32))
+    b.booster.set_param({"nthread": 1})
+    rng = (0, b.best_iteration + 1)
+    predict = b.booster.inplace_predict
+    for _ in range(200): predict(row, iteration_range=rng)
+    n, t0 = 0, time.perf_counter()
+    while (el := time.perf_counter() - t0) < seconds:
+        for _ in range(100): predict(row, iteration_range=rng)
+        n += 100
+    return {"rows_per_s": n / el, "us_per_row": el / n * 1e6, "trees": b.best_iteration + 1}
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS, threads: int = WRK_THREADS) -> dict:
+    """One wrk run against `url`: requests/s, latency percentiles (ms) and error counts."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
+           "-s", str(script), url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    if r.returncode or line is None: raise RuntimeError(f"wrk failed ({r.returncode}): {r.stdout[-1500:]}{r.stderr[-1500:]}")
+    d = json.loads(line[8:])
+    errors = d["connect"] + d["read"] + d["write"] + d["timeout"] + d["status"]
+    return {"rps": d["requests"] / (d["duration_us"] / 1e6), "p50_ms": d["p50_us"] / 1e3, "p90_ms": d["p90_us"] / 1e3,
+            "p99_ms": d["p99_us"] / 1e3, "max_ms": d["max_us"] / 1e3, "mean_ms": d["mean_us"] / 1e3,
+            "requests": d["requests"], "errors": errors, "non_2xx": d["status"]}
+
+
+def floor_argv(workers: int) -> list[str]:
+    """uvicorn serving the floor app with `UVICORN`'s settings and `workers` processes."""
+    argv = [sys.executable, "-m", "uvicorn", "benchmarks.serve_floor:app", "--host", "127.0.0.1", "--port", "{port}",
+            "--workers", str(workers), "--loop", UVICORN["loop"], "--http", UVICORN["http"], "--log-level", UVICORN["log_level"]]
+    return argv + ([] if UVICORN["access_log"] else ["--no-access-log"])
+
+
+def check_answer(server: Server, body: bytes, floor: bool) -> dict:
+    """One request before the load: 200 and, for the model server, a prediction for the record."""
+    import urllib.request
+    req = urllib.request.Request(server.url + "/predict", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200, r.status
+        doc = json.loads(r.read())
+    if not floor: assert len(doc["predictions"]) == 1, doc
+    return doc
+
+
+def _median_row(case: str, runs: list[dict], **extra) -> dict:
+    med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "mean_ms")}
+    return {"case": case, **extra, "rps": med["rps"], "p50_ms": med["p50_ms"], "p99_ms": med["p99_ms"],
+            "mean_ms": med["mean_ms"], "min_rps": min(r["rps"] for r in runs), "max_rps": max(r["rps"] for r in runs),
+            "errors": sum(r["errors"] for r in runs)}
+
+
+def run(repeat: int = 3, quick: bool = False) -> dict:
+    """Measure floor, server (1 and, unless quick, 2 workers) under wrk, the raw model, then fuzz the server."""
+    if shutil.which("wrk") is None: raise RuntimeError("wrk not found: run tools/install-debian.sh (make bench does)")
+    repeat = 1 if quick else repeat
+    warm, secs = (1.0, 3.0) if quick else (3.0, 10.0)
+    worker_counts = (1,) if quick else (1, 2)
+    with adult_project() as root, tempfile.TemporaryDirectory(prefix="mlops_nb_wrk_") as tmp:
+        env = {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "MLOPS_NB_ROOT": str(root)}
+        os.environ.update(env)
+        t0 = time.perf_counter()
+        bundle_dir, record = train_model(root)
+        train_s = time.perf_counter() - t0
+        body = json.dumps(record, separators=(",", ":"))
+        script = Path(tmp)/"predict.lua"
+        script.write_text(LUA % body)
+        cases = {}                                               # case -> (Server, workers, is floor)
+        for w in worker_counts:
+            cases[f"floor, {w} worker{'s' * (w > 1)}"] = (Server(floor_argv(w), cwd=REPO, env=env), w, True)
+            cases[f"server, {w} worker{'s' * (w > 1)}"] = (Server(serve_argv("--bundle", str(bundle_dir), "--workers",
+                                                                              str(w)), cwd=root, env=env), w, False)
+        runs = {c: [] for c in cases}
+        try:
+            answers = {}
+            for c, (srv, _, floor) in cases.items():
+                srv.start()
+                answers[c] = check_answer(srv, body.encode(), floor)
+            raw, targets = [], {**{c: (srv, "/predict") for c, (srv, _, _) in cases.items()},
+                                PARSE: (cases["floor, 1 worker"][0], "/parse")}
+            runs[PARSE] = []
+            for i in range(repeat):
+                for c, (srv, path) in targets.items():
+                    wrk(srv.url + path, script, warm)
+                    runs[c].append(wrk(srv.url + path, script, secs))
+                    print(f"   [{i + 1}/{repeat}] {c}: {runs[c][-1]['rps']:.0f} req/s, p99 {runs[c][-1]['p99_ms']:.1f} ms",
+                          flush=True)
+                raw.append(raw_model_rows_per_s(bundle_dir, record, 1.0 if quick else 3.0))
+            fuzzed = fuzz(cases["server, 1 worker"][0].url, budget=600 if quick else 5000)
+            alive = all(srv.alive() for srv, _, _ in cases.values())
+        finally:
+            for srv, _, _ in cases.values(): srv.stop()
+    rows = [_median_row(c, runs[c], workers=w) for c, (_, w, _) in cases.items()]
+    rows.insert(1, _median_row(PARSE, runs[PARSE], workers=1))
+    raw_rps = statistics.median(r["rows_per_s"] for r in raw)
+    rows.append({"case": "raw model inplace_predict, 1 row, 1 thread", "workers": "", "rps": raw_rps,
+                 "mean_ms": statistics.median(r["us_per_row"] for r in raw) / 1e3})
+    by = {r["case"]: r for r in rows}
+    srv1, floor1 = by["server, 1 worker"], by["floor, 1 worker"]
+    out = {"rows": rows, "quick": quick,
+           "ratio": srv1["rps"] / floor1["rps"],                 # the headline: server / floor, one worker each
+           "server_p99_ms": srv1["p99_ms"],
+           "target_ratio": TARGET_RATIO, "target_p99_ms": TARGET_P99_MS,
+           "meets_targets": srv1["rps"] / floor1["rps"] >= TARGET_RATIO and srv1["p99_ms"] <= TARGET_P99_MS,
+           "server_vs_raw_model": srv1["rps"] / raw_rps,
+           "schemathesis_cases": fuzzed["cases"], "schemathesis_5xx": len(fuzzed["server_errors"]),
+           "servers_alive_after": alive,
+           "settings": {"uvicorn": UVICORN, "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS,
+                                                    "duration_s": secs, "warmup_s": warm, "timeout_s": 5},
+                        "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
+                        "floor": "benchmarks/serve_floor.py via python -m uvicorn",
+                        "server": "mlops-nb serve --bundle <train/model>, prediction log on (default)",
+                        "model": f"train stage defaults on the full bundled Adult data ({raw[0]['trees']} trees)",
+                        "train_s": round(train_s, 1), "request_body": record},
+           "answers": answers, "runs": runs, "raw_model": raw, "schemathesis": fuzzed}
+    if "floor, 2 workers" in by:
+        out["ratio_2_workers"] = by["server, 2 workers"]["rps"] / by["floor, 2 workers"]["rps"]
+    return out

@@ -1,0 +1,142 @@
+"""Real server subprocesses for tests and benchmarks: a free loopback port, start, wait until ready, always stop."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MLOPS_NB = str(Path(sys.executable).parent/"mlops-nb")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Status and body of a GET (4xx/5xx returned, not raised)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r: return r.status, r.read()
+    except urllib.error.HTTPError as e: return e.code, e.read()
+
+
+class Server:
+    """A server subprocess on a free port of 127.0.0.1: `argv` may hold "{port}"; stdout+stderr go to a log file."""
+
+    def __init__(self, argv: list[str],          # command line; "{port}" is replaced by the chosen port
+                 ready_path: str = "/health",    # GET path that answers 200 once the server is up
+                 env: dict | None = None,        # extra environment variables
+                 cwd: str | Path | None = None,  # working directory
+                 timeout: float = 90.0):         # seconds to wait for readiness
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.ready_path, self.timeout = ready_path, timeout
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.log = Path(tempfile.mkstemp(prefix="mlops_nb_server_", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        """Start the process (own process group) and wait until `ready_path` answers 200; raise with the log if not."""
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                         start_new_session=True)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.argv}\n{self.tail()}")
+            try:
+                if http_get(self.url + self.ready_path, timeout=2)[0] == 200: return self
+            except OSError: pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready after {self.timeout:.0f}s: {self.argv}\n{self.tail()}")
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 4000) -> str:
+        """The last `n` characters of the server's output."""
+        try: return self.log.read_text(errors="replace")[-n:]
+        except OSError: return ""
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds; the exit code."""
+        if self.proc is None: return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGTERM)
+            try: self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError):   # workers left behind by a dead parent
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.returncode
+
+    def __enter__(self): return self.start()
+    def __exit__(self, *exc): self.stop()
+
+
+def serve_argv(*args: str) -> list[str]:
+    """`mlops-nb serve --host 127.0.0.1 --port {port}` plus `args`."""
+    return [MLOPS_NB, "serve", "--host", "127.0.0.1", "--port", "{port}", *args]
+
+
+def _budgets(ops: list, budget: int) -> dict:
+    """Examples per operation and mode: operations with a request body share most of `budget`, the others 20 each."""
+    with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
+    rest = [op for op in ops if op not in with_body]
+    per_body = max(1, (budget - 40 * len(rest)) // max(1, len(with_body)))
+    return {op.label: ({"positive": per_body * 2 // 3, "negative": per_body - per_body * 2 // 3} if op in with_body
+                       else {"positive": 20, "negative": 20}) for op in ops}
+
+
+def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
+         budget: int = 1200,       # generated cases to aim for, over all operations (GETs without inputs give fewer)
+         seed: int = 0,            # hypothesis seed (runs are reproducible)
+         headers: dict | None = None,  # headers sent with every case (e.g. an API key)
+         ) -> dict:
+    """Schemathesis cases, positive and negative, from the server's own /openapi.json: counts and every 5xx answer."""
+    import requests
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
+    ops = [r.ok() for r in schema.get_all_operations()]
+    counts, statuses, errors = {}, {}, []
+    with requests.Session() as session:
+        for op in ops:
+            for mode, n in _budgets(ops, budget)[op.label].items():
+                if n <= 0: continue
+                counts[f"{op.label} {mode}"] = 0
+
+                @hseed(seed)
+                @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                          suppress_health_check=list(HealthCheck), derandomize=False)
+                @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+                def one(case):
+                    key = f"{case.operation.label} {mode}"
+                    r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+                    counts[key] += 1
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code >= 500 and len(errors) < 50:
+                        errors.append({"case": key, "status": r.status_code, "path": case.formatted_path,
+                                       "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
+                try: one()
+                except Unsatisfiable: pass               # e.g. negative cases of an operation without inputs
+    return {"cases": sum(counts.values()), "per_operation": counts,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
