@@ -140,3 +140,32 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
                 except Unsatisfiable: pass               # e.g. negative cases of an operation without inputs
     return {"cases": sum(counts.values()), "per_operation": counts,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
+
+
+@contextlib.contextmanager
+def served_project(base: Path, run_id: str = "serve"):
+    """A project in `base` with the Adult sample and an evaluated run (`sample_data.evaluated_run`); env set meanwhile."""
+    from sample_data import evaluated_run, write_adult_sample
+    root = Path(base)/"proj"
+    root.mkdir(parents=True)
+    write_adult_sample(root)
+    env = {"MLOPS_NB_ROOT": str(root), "MLOPS_NB_NBS": str(REPO/"nbs"), "WANDB_MODE": "disabled",
+           "WANDB_SILENT": "true", "WANDB_DIR": str(root)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try: yield root, evaluated_run(run_id)
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+
+def raw_records(run_dir: Path, n: int = 50, complete: bool = False) -> list[dict]:
+    """The first `n` raw test rows of a run (without the target) as JSON records; `complete`: rows without nulls only."""
+    import json
+    import pandas as pd
+    from mlops_nb.model import load_run_bundle
+    spec = load_run_bundle(run_dir).spec
+    df = pd.read_parquet(Path(run_dir)/"preprocess"/"test.parquet")[spec.source_columns]
+    if complete: df = df.dropna()
+    return json.loads(df.head(n).to_json(orient="records"))
