@@ -95,21 +95,16 @@ def serve_argv(*args: str) -> list[str]:
     return [MLOPS_NB, "serve", "--host", "127.0.0.1", "--port", "{port}", *args]
 
 
-def _budgets(ops: list, budget: int) -> dict:
-    """Examples per operation and mode: operations with a request body share most of `budget`, the others 20 each."""
-    with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
-    rest = [op for op in ops if op not in with_body]
-    per_body = max(1, (budget - 40 * len(rest)) // max(1, len(with_body)))
-    return {op.label: ({"positive": per_body * 2 // 3, "negative": per_body - per_body * 2 // 3} if op in with_body
-                       else {"positive": 20, "negative": 20}) for op in ops}
-
-
 def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
-         budget: int = 1200,       # generated cases to aim for, over all operations (GETs without inputs give fewer)
+         budget: int = 1200,       # generated cases to send at least, over all operations
          seed: int = 0,            # hypothesis seed (runs are reproducible)
          headers: dict | None = None,  # headers sent with every case (e.g. an API key)
          ) -> dict:
-    """Schemathesis cases, positive and negative, from the server's own /openapi.json: counts and every 5xx answer."""
+    """Schemathesis cases, positive and negative, from the server's own /openapi.json: counts and every 5xx answer.
+
+    Operations without a request body get up to 20 cases per mode (fewer when hypothesis runs out of distinct
+    inputs); those with one share the rest of `budget`, two thirds positive, in rounds with a new seed until it is met.
+    """
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
@@ -117,27 +112,37 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
     from schemathesis import GenerationMode
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
     ops = [r.ok() for r in schema.get_all_operations()]
+    with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
     counts, statuses, errors = {}, {}, []
     with requests.Session() as session:
-        for op in ops:
-            for mode, n in _budgets(ops, budget)[op.label].items():
-                if n <= 0: continue
-                counts[f"{op.label} {mode}"] = 0
+        def drive(op, mode: str, n: int, s: int):
+            key = f"{op.label} {mode}"
+            counts.setdefault(key, 0)
 
-                @hseed(seed)
-                @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                          suppress_health_check=list(HealthCheck), derandomize=False)
-                @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
-                def one(case):
-                    key = f"{case.operation.label} {mode}"
-                    r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
-                    counts[key] += 1
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                    if r.status_code >= 500 and len(errors) < 50:
-                        errors.append({"case": key, "status": r.status_code, "path": case.formatted_path,
-                                       "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
-                try: one()
-                except Unsatisfiable: pass               # e.g. negative cases of an operation without inputs
+            @hseed(s)
+            @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+            def one(case):
+                r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+                counts[key] += 1
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code >= 500 and len(errors) < 50:
+                    errors.append({"case": key, "status": r.status_code, "path": case.formatted_path,
+                                   "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
+            try: one()
+            except Unsatisfiable: pass                   # e.g. negative cases of an operation without inputs
+
+        for op in ops:
+            if op not in with_body:
+                for mode in ("positive", "negative"): drive(op, mode, 20, seed)
+        for rnd in range(4):
+            left = budget - sum(counts.values())
+            if left <= 0 or not with_body: break
+            per = -(-left // len(with_body))
+            for op in with_body:
+                drive(op, "positive", max(1, per * 2 // 3), seed + rnd)
+                drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd)
     return {"cases": sum(counts.values()), "per_operation": counts,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
 
