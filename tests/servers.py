@@ -56,13 +56,16 @@ class Server:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.argv}\n{self.tail()}")
+                log = self.tail()
+                self.stop()
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.argv}\n{log}")
             try:
                 if http_get(self.url + self.ready_path, timeout=2)[0] == 200: return self
             except OSError: pass
             time.sleep(0.1)
+        log = self.tail()
         self.stop()
-        raise RuntimeError(f"server not ready after {self.timeout:.0f}s: {self.argv}\n{self.tail()}")
+        raise RuntimeError(f"server not ready after {self.timeout:.0f}s: {self.argv}\n{log}")
 
     def alive(self) -> bool:
         """Whether the process is still running."""
@@ -74,8 +77,10 @@ class Server:
         except OSError: return ""
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after `grace` seconds; the exit code."""
-        if self.proc is None: return None
+        """SIGTERM the process group, SIGKILL it after `grace` seconds; remove the log; the exit code."""
+        if self.proc is None:
+            self.log.unlink(missing_ok=True)
+            return None
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGTERM)
             try: self.proc.wait(grace)
@@ -84,6 +89,7 @@ class Server:
                 self.proc.wait(5)
         with contextlib.suppress(ProcessLookupError):   # workers left behind by a dead parent
             os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.unlink(missing_ok=True)
         return self.proc.returncode
 
     def __enter__(self): return self.start()
