@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 
 from .core import DataError, ParamError, StageResult, data_defaults, require, resolve_run, stage
+from .encode import category_codes, numbers, source_arrays
 from .preprocess import NAT, utc_micros
 
 # %% auto #0
@@ -42,15 +42,23 @@ def parse_formula(text: str,     # "name = a - b", or just the formula when `nam
     if m := _re_binop.match(expr): return {"name": name, "op": m[2], "args": [m[1].strip(), m[3].strip()]}
     raise ParamError(f"engineered column {text!r}: expected 'a - b' (+ - * / with spaces) or log1p(a), abs(a), sqrt(a)")
 
-def _operand(df: pd.DataFrame, a: str) -> np.ndarray:
-    "A column of `df` as floats, or a numeric literal."
-    if a in df.columns: return pd.to_numeric(df[a], errors="coerce").to_numpy(np.float64)
-    try: return np.full(len(df), float(a))
+def _operand(data, a: str, nums: dict, n: int) -> np.ndarray:
+    "Column `a` as floats (from `nums` when already converted), or a numeric literal."
+    if a in nums: return nums[a]
+    if a in data:
+        x = data[a]
+        return pd.to_numeric(x if isinstance(x, pd.Series) else pd.Series(x), errors="coerce").to_numpy(np.float64)
+    try: return np.full(n, float(a))
     except ValueError: raise DataError(f"engineered column uses {a!r}, which is not a column") from None
 
-def compute_engineered(df: pd.DataFrame, formula: dict) -> np.ndarray:
-    "The values of one engineered column on `df`."
-    args = [_operand(df, a) for a in formula["args"]]
+def compute_engineered(data,                # raw rows: a DataFrame or a mapping of column -> values
+                       formula: dict,       # {name, op, args}, from parse_formula
+                       nums: dict|None = None, # column -> float64 values already converted (transform's)
+                       n: int|None = None,  # row count (None: from `data`)
+                      ) -> np.ndarray:
+    "The values of one engineered column on `data`."
+    if n is None: n = len(data) if isinstance(data, pd.DataFrame) else len(next(iter(data.values()), ()))
+    args = [_operand(data, a, nums or {}, n) for a in formula["args"]]
     with np.errstate(divide="ignore", invalid="ignore"):
         f = _FUNCS.get(formula["op"]) or _OPS[formula["op"]]
         out = f(*args)
@@ -105,6 +113,11 @@ class FeatureSpec:
     feature_types: list          # per output column: "q" (numeric) or "c" (category code)
     datetime: dict = field(default_factory=dict) # datetime source column -> {format, origin, origin_utc, parts, impute}
     version: int = 2             # format version (1: no datetime columns; still read)
+    nullable: list|None = None   # source columns with missing values in training (None: not recorded, so all of them)
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_plan", None)   # transform's lookup tables follow the fields they were built from
+        object.__setattr__(self, name, value)
 
     @property
     def source_columns(self) -> list:
@@ -163,19 +176,22 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
     target, cols = schema["target"], schema["columns"]
     miss = [c for c in cols if c not in train.columns]
     if miss: raise DataError(f"training split lacks schema columns: {', '.join(miss)}")
-    numeric, categorical, datetimes, features, types, indicators = {}, {}, {}, [], [], []
+    numeric, categorical, datetimes, features, types, indicators, nullable = {}, {}, {}, [], [], [], []
     for c, info in cols.items():
         s = train[c]
         if info["kind"] == "numeric":
             v = pd.to_numeric(s, errors="coerce")
             numeric[c] = float(v.median()) if v.notna().any() else 0.0
             features.append(c); types.append("q")
+            if v.isna().any(): nullable.append(c)
             if missing_indicators and v.isna().any(): indicators.append(c)
         elif info["kind"] == "datetime":
             datetimes[c], has_missing = fit_datetime(s, info.get("format", "ISO8601"))
             features += [f"{c}__{p}" for p in datetimes[c]["parts"]]; types += ["q"] * len(datetimes[c]["parts"])
+            if has_missing: nullable.append(c)
             if missing_indicators and has_missing: indicators.append(c)
         else:
+            if s.isna().any(): nullable.append(c)
             vc = s.dropna().astype(str).value_counts()
             vc = vc[vc >= min_category_count]
             levels = sorted(vc.index.tolist(), key=lambda l: (-vc[l], l))[:max_levels]
@@ -195,57 +211,53 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
         raise ParamError(f"feature name{'s' if len(dup) > 1 else ''} {', '.join(map(repr, dup))} would appear twice: rename the column")
     return FeatureSpec(target=target, task=schema["task"], classes=list(schema["classes"]), numeric=numeric,
                        categorical=categorical, engineered=eng, missing_indicators=indicators, features=features,
-                       feature_types=types, datetime=datetimes)
+                       feature_types=types, datetime=datetimes, nullable=nullable)
 
 # %% ../nbs/03_features.ipynb #42d3452a
-def _codes(s: pd.Series, levels: list) -> np.ndarray:
-    "Category codes of `s`: position in `levels`, the __other__ code for unseen values, NaN for missing."
-    lookup = {l: i for i, l in enumerate(levels[:-1])}
-    other = float(len(levels) - 1)
-    vals = s.to_numpy(dtype=object)
-    out = np.empty(len(vals), dtype=np.float32)
-    for i, v in enumerate(vals):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: out[i] = np.nan
-        else: out[i] = lookup.get(v if isinstance(v, str) else str(v), other)
-    return out
+def _plan(spec: FeatureSpec) -> dict:
+    "The spec's lookup tables for `transform`, built once per spec object (assigning a field rebuilds them)."
+    if (p := spec.__dict__.get("_plan")) is not None: return p
+    pos, src = {f: j for j, f in enumerate(spec.features)}, spec.source_columns
+    num = [c for c in src if c in spec.numeric]
+    p = {"src": src, "num": num, "num_idx": [pos[c] for c in num],
+         "num_impute": np.array([spec.numeric[c] for c in num], dtype=np.float64).reshape(-1, 1),
+         "cat": [(c, {l: i for i, l in enumerate(spec.categorical[c][:-1])}, float(len(spec.categorical[c]) - 1), pos[c])
+                 for c in src if c in spec.categorical],
+         "dt": [(c, spec.datetime[c], [pos[f"{c}__{q}"] for q in spec.datetime[c]["parts"]]) for c in src if c in spec.datetime],
+         "eng": [(f, pos[f["name"]]) for f in spec.engineered], "ind": [(c, pos[f"{c}__missing"]) for c in spec.missing_indicators]}
+    spec.__dict__["_plan"] = p
+    return p
 
-def _numbers(s: pd.Series, col: str) -> np.ndarray:
-    "A column as float64; text that is not a number raises a DataError naming the column."
-    if ptypes.is_numeric_dtype(s) and not ptypes.is_bool_dtype(s): return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    v = pd.to_numeric(s, errors="coerce")
-    bad = v.isna() & s.notna()
-    if bad.any(): raise DataError(f"column {col!r} must be numeric; got {s[bad].astype(str).iloc[0]!r}")
-    return v.to_numpy(dtype=np.float64, na_value=np.nan)
-
-def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    "Turn raw rows into model inputs: float32 columns in spec order."
-    miss = [c for c in spec.source_columns if c not in df.columns]
-    if miss: raise DataError(f"missing column{'s' if len(miss) > 1 else ''}: {', '.join(miss)}")
-    out = {}
-    raw = {}
-    for c in spec.source_columns:
-        if c in spec.numeric:
-            v = _numbers(df[c], c)
-            raw[c] = v
-            out[c] = np.where(np.isnan(v), spec.numeric[c], v)
-        elif c in spec.categorical:
-            out[c] = _codes(df[c], spec.categorical[c])
-        else:
-            d = spec.datetime[c]
-            raw[c] = datetime_seconds(df[c], d["format"])
-            for p, v in datetime_parts(raw[c], d["origin"], d["parts"]).items():
-                out[f"{c}__{p}"] = np.where(np.isnan(v), d["impute"][p], v)
-    for f in spec.engineered:
-        v = compute_engineered(df, f)
-        out[f["name"]] = np.where(np.isnan(v), f["impute"], v)
-    for c in spec.missing_indicators: out[f"{c}__missing"] = np.isnan(raw[c]).astype(np.float32)
-    arr = np.empty((len(df), len(spec.features)), dtype=np.float32)   # one block: cheap to build for one row
-    for j, k in enumerate(spec.features): arr[:, j] = out[k]
-    return pd.DataFrame(arr, columns=list(spec.features), index=df.index)
+def transform(data,               # raw rows: a DataFrame, or a mapping of raw column -> sequence / np.ndarray
+              spec: FeatureSpec,  # the fitted spec
+              as_frame: bool|None = None, # return a DataFrame (None: when `data` is one)
+             ) -> pd.DataFrame|np.ndarray:
+    "Turn raw rows into model inputs, float32 in spec order: a frame (with the input's index) or an (n, k) array."
+    p = _plan(spec)
+    cols, n, index = source_arrays(data, p["src"])
+    arr = np.empty((n, len(spec.features)), dtype=np.float32)   # one block: cheap to build for one row
+    nums, secs = {}, {}
+    if p["num"]:
+        v = np.array([numbers(cols[c], c) for c in p["num"]], dtype=np.float64).reshape(len(p["num"]), n)
+        arr[:, p["num_idx"]] = np.where(np.isnan(v), p["num_impute"], v).T
+        nums = dict(zip(p["num"], v))
+    for c, lookup, other, j in p["cat"]: arr[:, j] = category_codes(cols[c], lookup, other)
+    for c, d, idx in p["dt"]:
+        x = cols[c]
+        secs[c] = datetime_seconds(x if isinstance(x, pd.Series) else pd.Series(x), d["format"])
+        for j, (q, v) in zip(idx, datetime_parts(secs[c], d["origin"], d["parts"]).items()):
+            arr[:, j] = np.where(np.isnan(v), d["impute"][q], v)
+    for f, j in p["eng"]:
+        v = compute_engineered(data, f, nums, n)
+        arr[:, j] = np.where(np.isnan(v), f["impute"], v)
+    for c, j in p["ind"]: arr[:, j] = np.isnan(nums[c] if c in nums else secs[c])
+    if as_frame or (as_frame is None and index is not None):
+        return pd.DataFrame(arr, columns=list(spec.features), index=index)
+    return arr
 
 def encode_target(y: pd.Series, spec: FeatureSpec) -> np.ndarray:
     "Target as class indices (classification) or floats (regression)."
-    if spec.task == "regression": return _numbers(y, spec.target)
+    if spec.task == "regression": return numbers(y, spec.target)
     lookup = {str(c): i for i, c in enumerate(spec.classes)}
     codes = y.map(lambda v: lookup.get(str(v), -1), na_action="ignore")
     bad = codes.isna() | (codes == -1)

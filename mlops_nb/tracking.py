@@ -70,15 +70,20 @@ class Tracker:
         "Log a data frame as a W&B table."
         if self.run is not None: self.run.log({name: self._wandb.Table(dataframe=df.astype(object).where(df.notna(), None))})
 
-    def artifact(self, name: str, kind: str, paths: list[Path], use: bool = False, metadata: dict|None = None) -> dict:
+    def artifact(self, name: str, kind: str, paths: list[Path], use: bool = False, metadata: dict|None = None,
+                 aliases: list|None = None,  # W&B aliases of the logged version (None: W&B's default, `latest`)
+                 root: Path|None = None,     # name the files by their path relative to this folder (None: base names)
+                ) -> dict:
         "Log files as an artifact (`use=True`: declare them as this run's input); return its name and digest."
-        info = {"name": name, "type": kind, "sha256": {Path(p).name: sha256_file(p) for p in paths}}
+        names = [Path(p).relative_to(root).as_posix() if root is not None else Path(p).name for p in paths]
+        info = {"name": name, "type": kind, "sha256": {n: sha256_file(p) for n, p in zip(names, paths)}}
+        if aliases: info["aliases"] = list(aliases)
         if self.run is None: return info
         art = self._wandb.Artifact(name, type=kind, metadata=metadata or {})
-        for p in paths: art.add_file(str(p))
+        for n, p in zip(names, paths): art.add_file(str(p), name=n)
         if use and self.mode in ("online", "shared"): self.run.use_artifact(art)
         elif use: self.run.config.update({"inputs": {**self.run.config.get("inputs", {}), name: info["sha256"]}}, allow_val_change=True)
-        else: self.run.log_artifact(art)
+        else: self.run.log_artifact(art, aliases=list(aliases) if aliases else None)
         return info
 
     def finish(self, ok: bool = True):
