@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .core import DataError, ParamError, StageResult, data_defaults, require, resolve_run, stage
-from .encode import category_codes, numbers, source_arrays
+from .encode import category_block, category_codes, numbers, source_arrays
 from .preprocess import NAT, utc_micros
 
 # %% auto #0
@@ -225,6 +225,7 @@ def _plan(spec: FeatureSpec) -> dict:
                  for c in src if c in spec.categorical],
          "dt": [(c, spec.datetime[c], [pos[f"{c}__{q}"] for q in spec.datetime[c]["parts"]]) for c in src if c in spec.datetime],
          "eng": [(f, pos[f["name"]]) for f in spec.engineered], "ind": [(c, pos[f"{c}__missing"]) for c in spec.missing_indicators]}
+    p |= {"cat_cols": [c for c, *_ in p["cat"]], "cat_tables": [(lk, o) for _, lk, o, _ in p["cat"]], "cat_idx": [j for *_, j in p["cat"]]}
     spec.__dict__["_plan"] = p
     return p
 
@@ -241,7 +242,9 @@ def transform(data,               # raw rows: a DataFrame, or a mapping of raw c
         v = np.array([numbers(cols[c], c) for c in p["num"]], dtype=np.float64).reshape(len(p["num"]), n)
         arr[:, p["num_idx"]] = np.where(np.isnan(v), p["num_impute"], v).T
         nums = dict(zip(p["num"], v))
-    for c, lookup, other, j in p["cat"]: arr[:, j] = category_codes(cols[c], lookup, other)
+    if 0 < n <= 64 and p["cat"]: arr[:, p["cat_idx"]] = category_block([cols[c] for c in p["cat_cols"]], p["cat_tables"], n)
+    else:
+        for c, lookup, other, j in p["cat"]: arr[:, j] = category_codes(cols[c], lookup, other)
     for c, d, idx in p["dt"]:
         x = cols[c]
         secs[c] = datetime_seconds(x if isinstance(x, pd.Series) else pd.Series(x), d["format"])
