@@ -40,7 +40,6 @@ from servers import Server, fuzz, serve_argv  # noqa: E402 (tests/servers.py: su
 
 CONNECTIONS = 16
 WRK_THREADS = 1             # one wrk thread drives 16 connections easily and leaves the second core to the server
-UVICORN = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning"}  # = mlops-nb serve's
 TARGET_RATIO, TARGET_P99_MS = 0.70, 15.0
 PARSE = "floor + JSON body parsed, 1 worker"      # for information: the floor app's /parse
 
@@ -103,11 +102,22 @@ def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS, 
             "requests": d["requests"], "errors": errors, "non_2xx": d["status"]}
 
 
+FLOOR = """import sys, uvicorn
+from mlops_nb.serve import UVICORN
+uvicorn.run("benchmarks.serve_floor:app", host="127.0.0.1", port=int(sys.argv[1]), workers=int(sys.argv[2]),
+            log_level="info", **UVICORN)
+"""
+
+
+def uvicorn_settings() -> dict:
+    """The uvicorn settings of `mlops-nb serve` (mlops_nb.serve.UVICORN and its log level), used for the floor too."""
+    from mlops_nb.serve import UVICORN
+    return {**UVICORN, "log_level": "info"}
+
+
 def floor_argv(workers: int) -> list[str]:
-    """uvicorn serving the floor app with `UVICORN`'s settings and `workers` processes."""
-    argv = [sys.executable, "-m", "uvicorn", "benchmarks.serve_floor:app", "--host", "127.0.0.1", "--port", "{port}",
-            "--workers", str(workers), "--loop", UVICORN["loop"], "--http", UVICORN["http"], "--log-level", UVICORN["log_level"]]
-    return argv + ([] if UVICORN["access_log"] else ["--no-access-log"])
+    """The floor app on uvicorn.run with exactly `mlops_nb.serve.UVICORN` (as `serve` calls it) and `workers`."""
+    return [sys.executable, "-c", FLOOR, "{port}", str(workers)]
 
 
 def check_answer(server: Server, body: bytes, floor: bool) -> dict:
@@ -183,7 +193,7 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
            "server_vs_raw_model": srv1["rps"] / raw_rps,
            "schemathesis_cases": fuzzed["cases"], "schemathesis_5xx": len(fuzzed["server_errors"]),
            "servers_alive_after": alive,
-           "settings": {"uvicorn": UVICORN, "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS,
+           "settings": {"uvicorn": uvicorn_settings(), "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS,
                                                     "duration_s": secs, "warmup_s": warm, "timeout_s": 5},
                         "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
                         "floor": "benchmarks/serve_floor.py via python -m uvicorn",
