@@ -153,18 +153,32 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
 
 
+_PROJECTS: dict = {}                   # run id -> (root, run folder): built once per test process
+
+
 @contextlib.contextmanager
-def served_project(base: Path, run_id: str = "serve"):
-    """A project in `base` with the Adult sample and an evaluated run (`sample_data.evaluated_run`); env set meanwhile."""
+def served_project(run_id: str = "serve"):
+    """A project with the Adult sample and an evaluated run (`sample_data.evaluated_run`), built once per process
+    in a temporary folder (removed at exit) and shared by the test modules; its environment is set meanwhile."""
+    import atexit
+    import shutil
     from sample_data import evaluated_run, write_adult_sample
-    root = Path(base)/"proj"
-    root.mkdir(parents=True)
-    write_adult_sample(root)
+    if run_id not in _PROJECTS:
+        base = Path(tempfile.mkdtemp(prefix="mlops_nb_served_"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        (base/"proj").mkdir()
+        write_adult_sample(base/"proj")
+        _PROJECTS[run_id] = (base/"proj", None)
+    root, run_dir = _PROJECTS[run_id]
     env = {"MLOPS_NB_ROOT": str(root), "MLOPS_NB_NBS": str(REPO/"nbs"), "WANDB_MODE": "disabled",
            "WANDB_SILENT": "true", "WANDB_DIR": str(root)}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try: yield root, evaluated_run(run_id)
+    try:
+        if run_dir is None:
+            run_dir = evaluated_run(run_id)
+            _PROJECTS[run_id] = (root, run_dir)
+        yield root, run_dir
     finally:
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)

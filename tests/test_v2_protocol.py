@@ -14,10 +14,10 @@ tritonhttp = pytest.importorskip("tritonclient.http")
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served():
     """(server, run folder, model name) for `mlops-nb serve --bundle` on an evaluated run; always stopped."""
     from mlops_nb.model import load_run_bundle
-    with served_project(tmp_path_factory.mktemp("v2")) as (root, run_dir):
+    with served_project() as (root, run_dir):
         srv = Server(serve_argv("--bundle", str(load_run_bundle(run_dir).path), "--log-dir", ""), cwd=root)
         try:
             srv.start()
