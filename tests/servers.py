@@ -110,6 +110,8 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
 
     Operations without a request body get up to 20 cases per mode (fewer when hypothesis runs out of distinct
     inputs); those with one share the rest of `budget`, two thirds positive, in rounds with a new seed until it is met.
+    Path parameters `name` and `version` are generated for the 20-case runs and otherwise set to the served model's
+    (from GET /model), so that most cases of `/v2/models/{name}/...` reach the model rather than a 404.
     """
     import requests
     import schemathesis
@@ -120,15 +122,21 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
     ops = [r.ok() for r in schema.get_all_operations()]
     with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
     counts, statuses, errors = {}, {}, []
+    import json
+    status, text = http_get(base_url + "/model")
+    model = json.loads(text) if status == 200 else {}
+    real = {"name": str(model.get("name", "model")), "version": str(model.get("version", "1"))}
     with requests.Session() as session:
-        def drive(op, mode: str, n: int, s: int):
-            key = f"{op.label} {mode}"
+        def drive(op, mode: str, n: int, s: int, fixed: bool = False):
+            names = {p.name for p in op.path_parameters} if fixed else set()
+            path = {k: v for k, v in real.items() if k in names} or None
+            key = f"{op.label} {mode}{' (served model)' if path else ''}"
             counts.setdefault(key, 0)
 
             @hseed(s)
             @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
-            @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+            @given(case=op.as_strategy(generation_mode=GenerationMode(mode), path_parameters=path))
             def one(case):
                 r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
                 counts[key] += 1
@@ -140,15 +148,16 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
             except Unsatisfiable: pass                   # e.g. negative cases of an operation without inputs
 
         for op in ops:
-            if op not in with_body:
-                for mode in ("positive", "negative"): drive(op, mode, 20, seed)
+            for mode in ("positive", "negative"):
+                drive(op, mode, 20, seed)
+                if op not in with_body and op.path_parameters: drive(op, mode, 20, seed, fixed=True)
         for rnd in range(4):
             left = budget - sum(counts.values())
             if left <= 0 or not with_body: break
             per = -(-left // len(with_body))
             for op in with_body:
-                drive(op, "positive", max(1, per * 2 // 3), seed + rnd)
-                drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd)
+                drive(op, "positive", max(1, per * 2 // 3), seed + rnd, fixed=True)
+                drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd, fixed=True)
     return {"cases": sum(counts.values()), "per_operation": counts,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
 
