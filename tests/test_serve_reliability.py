@@ -4,7 +4,9 @@
 - malformed bodies (wrong types, NaN/Infinity tokens, unknown fields, an empty list, an oversized batch, invalid JSON,
   a wrong content type) get a 4xx whose reason names the field, never a stack trace, and the server stays up;
 - a hot swap under load: client threads post continuously while the registry's production alias moves twice: zero
-  failed requests, both versions answer; then a tampered new version is refused and the old one keeps serving.
+  failed requests, both versions answer; then a tampered new version is refused (counted in /metrics, logged) and
+  the old one keeps serving;
+- SIGTERM while large requests are in flight: each is answered, the process exits, the prediction log holds every row.
 """
 import http.client
 import json
@@ -194,6 +196,48 @@ def test_hot_swap_under_load_fails_no_request_and_a_tampered_version_is_refused(
         assert srv.alive() and http_get(srv.url + "/ready")[0] == 200, srv.tail()
         status, text = http_get(srv.url + "/model")
         assert status == 200 and json.loads(text)["version"] == 1, text
+        metrics = http_get(srv.url + "/metrics")[1].decode()
+        refused = [l for l in metrics.splitlines() if l.startswith("mlops_nb_reload") and 'outcome="refused"' in l]
+        assert refused and float(refused[0].split()[-1]) >= 1, metrics[-2000:]   # counted
+        assert "refused" in srv.tail() and "version 3" in srv.tail()            # and logged
         print(f"hot swap: {cl.ok} requests, 0 failed, by version {after}")
     finally:
         srv.stop()
+
+
+def test_sigterm_drains_the_requests_in_flight_and_flushes_the_prediction_log(project, tmp_path):
+    from mlops_nb.model import load_run_bundle
+    from mlops_nb.predlog import read_predictions
+    root, run_dir = project
+    rec = raw_records(run_dir, n=1, complete=True)[0]
+    big = json.dumps([rec] * 1000).encode()                       # with explanations: a request that takes a while
+    srv = Server(serve_argv("--bundle", str(load_run_bundle(run_dir).path), "--log-dir", str(tmp_path/"log"),
+                            "--max-body", str(16 << 20)), cwd=root)
+    try:
+        srv.start()
+        assert post(srv.url, json.dumps(rec).encode())[0] == 200
+        results, sent = [], threading.Barrier(4)
+
+        def slow():
+            host, port = srv.url.removeprefix("http://").split(":")
+            c = http.client.HTTPConnection(host, int(port), timeout=120)
+            try:
+                c.request("POST", "/predict?explain=true", body=big, headers={"Content-Type": "application/json"})
+                sent.wait(30)
+                r = c.getresponse()
+                results.append((r.status, len(json.loads(r.read())["predictions"])))
+            except Exception as e: results.append((type(e).__name__, str(e)))
+            finally: c.close()
+
+        threads = [threading.Thread(target=slow) for _ in range(3)]
+        for t in threads: t.start()
+        sent.wait(30)                                             # every body is on the wire
+        time.sleep(0.2)
+        srv.proc.send_signal(15)                                  # SIGTERM to the server, as an orchestrator does
+        for t in threads: t.join(120)
+        code = srv.proc.wait(60)
+    finally: srv.stop()
+    assert results == [(200, 1000)] * 3, (results, srv.tail())
+    assert code in (0, -15), srv.tail()                          # uvicorn re-raises SIGTERM after its graceful shutdown
+    log = read_predictions(tmp_path/"log")
+    assert len(log) == 1 + 3 * 1000                               # every prediction flushed at shutdown
