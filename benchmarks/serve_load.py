@@ -69,8 +69,20 @@ def train_model(root: Path) -> tuple[Path, dict]:
     return Path(bundle.path), record
 
 
+def _rate(fn, seconds: float) -> float:
+    """Calls per second of `fn()` over about `seconds` (after 200 warm-up calls)."""
+    for _ in range(200): fn()
+    n, t0 = 0, time.perf_counter()
+    while (el := time.perf_counter() - t0) < seconds:
+        for _ in range(100): fn()
+        n += 100
+    return n / el
+
+
 def raw_model_rows_per_s(bundle_dir: Path, record: dict, seconds: float) -> dict:
-    """Rows/s of the booster's `inplace_predict` on one float32 row (transformed once), one thread, in this process."""
+    """Rows/s of the booster's `inplace_predict` on one float32 row (transformed once), one thread, in this process;
+    for information also the server's own single-row predictor (`reload.fast_predictor`: one C call, no Python
+    argument handling) on the same row."""
     import numpy as np
     import pandas as pd
     from mlops_nb.features import transform
@@ -80,12 +92,15 @@ def raw_model_rows_per_s(bundle_dir: Path, record: dict, seconds: float) -> dict
     b.booster.set_param({"nthread": 1})
     rng = (0, b.best_iteration + 1)
     predict = b.booster.inplace_predict
-    for _ in range(200): predict(row, iteration_range=rng)
-    n, t0 = 0, time.perf_counter()
-    while (el := time.perf_counter() - t0) < seconds:
-        for _ in range(100): predict(row, iteration_range=rng)
-        n += 100
-    return {"rows_per_s": n / el, "us_per_row": el / n * 1e6, "trees": b.best_iteration + 1}
+    raw = _rate(lambda: predict(row, iteration_range=rng), seconds)
+    out = {"rows_per_s": raw, "us_per_row": 1e6 / raw, "trees": b.best_iteration + 1}
+    try:
+        from mlops_nb.reload import fast_predictor
+        fast = fast_predictor(b)
+        assert np.allclose(fast(row), predict(row, iteration_range=rng))
+        out["fast_rows_per_s"] = _rate(lambda: fast(row), seconds)
+    except ImportError: pass
+    return out
 
 
 def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS, threads: int = WRK_THREADS) -> dict:
@@ -182,7 +197,10 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
     rows.insert(1, _median_row(PARSE, runs[PARSE], workers=1))
     raw_rps = statistics.median(r["rows_per_s"] for r in raw)
     rows.append({"case": "raw model inplace_predict, 1 row, 1 thread", "workers": "", "rps": raw_rps,
-                 "mean_ms": statistics.median(r["us_per_row"] for r in raw) / 1e3})
+                 "mean_ms": 1e3 / raw_rps})
+    if "fast_rows_per_s" in raw[0]:                              # for information: the server's predictor alone
+        fast = statistics.median(r["fast_rows_per_s"] for r in raw)
+        rows.append({"case": "server's predictor (one C call), 1 row", "workers": "", "rps": fast, "mean_ms": 1e3 / fast})
     by = {r["case"]: r for r in rows}
     srv1, floor1 = by["server, 1 worker"], by["floor, 1 worker"]
     out = {"rows": rows, "quick": quick,
