@@ -12,7 +12,8 @@ Cases, all in the same run:
 (b) raw model: the booster's `inplace_predict` on one float32 row (the record already transformed), in this process,
     one thread: rows/s;
 (c) server: `mlops-nb serve --bundle` on the train stage's model with its defaults, trained on the full bundled Adult
-    data (preprocess and features with their defaults too); the prediction log on, as by default. `ratio` =
+    data (preprocess and features with their defaults too), or on the bundle folder $MLOPS_NB_BENCH_BUNDLE (e.g. the
+    evaluated model of a default pipeline run); the prediction log on, as by default. `ratio` =
     server / floor requests/s at one worker (targets: >= 0.70 and p99 <= 15 ms); `--workers 2` figures for information.
 Then a longer schemathesis run against the server's own OpenAPI schema (more cases than tests/test_serve_reliability.py):
 its count of generated cases and of 5xx answers.
@@ -56,17 +57,26 @@ end
 """
 
 
-def train_model(root: Path) -> tuple[Path, dict]:
-    """The train stage's model (defaults) on the full bundled Adult data in project `root`, and one test record."""
+def train_model(root: Path) -> tuple[Path, dict, str]:
+    """The model to serve and one Adult test record: the train stage's model (defaults) on the full bundled Adult
+    data in project `root`, or the bundle folder $MLOPS_NB_BENCH_BUNDLE (e.g. a default pipeline run's evaluated
+    model: `reports/runs/<run>/evaluate/model`), the record then from the same project's Adult test file."""
     import pandas as pd
-    from mlops_nb.model import load_run_bundle
-    from mlops_nb.train import run_train
-    res = run_train(run_id="serve", wandb_mode="disabled")
-    bundle = load_run_bundle(res.run_dir)
-    test = pd.read_parquet(Path(res.run_dir)/"preprocess"/"test.parquet")
+    from mlops_nb.model import ModelBundle, load_run_bundle
+    from mlops_nb.preprocess import run_preprocess
+    given = os.environ.get("MLOPS_NB_BENCH_BUNDLE", "")
+    if given:
+        folder = Path(given)/"model" if (Path(given)/"model"/"bundle.json").is_file() else Path(given)  # a version folder
+        bundle, what = ModelBundle.load(folder), f"the bundle {given}"
+        run_dir = run_preprocess(run_id="serve", wandb_mode="disabled").run_dir
+    else:
+        from mlops_nb.train import run_train
+        run_dir = run_train(run_id="serve", wandb_mode="disabled").run_dir
+        bundle, what = load_run_bundle(run_dir), "train stage defaults on the full bundled Adult data"
+    test = pd.read_parquet(Path(run_dir)/"preprocess"/"test.parquet")
     row = test[bundle.spec.source_columns].dropna().iloc[0]
     record = {c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
-    return Path(bundle.path), record
+    return Path(bundle.path), record, what
 
 
 def _rate(fn, seconds: float) -> float:
@@ -163,7 +173,7 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
         env = {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "MLOPS_NB_ROOT": str(root)}
         os.environ.update(env)
         t0 = time.perf_counter()
-        bundle_dir, record = train_model(root)
+        bundle_dir, record, what = train_model(root)
         train_s = time.perf_counter() - t0
         body = json.dumps(record, separators=(",", ":"))
         script = Path(tmp)/"predict.lua"
@@ -215,8 +225,8 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
                                                     "duration_s": secs, "warmup_s": warm, "timeout_s": 5},
                         "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
                         "floor": "benchmarks/serve_floor.py on uvicorn.run(..., **mlops_nb.serve.UVICORN) as serve runs",
-                        "server": "mlops-nb serve --bundle <train/model>, prediction log on (default)",
-                        "model": f"train stage defaults on the full bundled Adult data ({raw[0]['trees']} trees)",
+                        "server": "mlops-nb serve --bundle <model>, prediction log on (default)",
+                        "model": f"{what} ({raw[0]['trees']} trees)",
                         "train_s": round(train_s, 1), "request_body": record},
            "answers": answers, "runs": runs, "raw_model": raw, "schemathesis": fuzzed}
     if "floor, 2 workers" in by:
