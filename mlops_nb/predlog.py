@@ -25,12 +25,12 @@ from .core import DataError, ParamError
 from .features import FeatureSpec
 
 # %% auto #0
-__all__ = ['BASE_COLUMNS', 'FILE_PREFIX', 'PART_SUFFIX', 'log_columns', 'log_schema', 'items_table', 'PredictionLog', 'log_files',
-           'read_predictions']
+__all__ = ['BASE_COLUMNS', 'FILE_PREFIX', 'PART_SUFFIX', 'CHUNK_ITEMS', 'log_columns', 'log_schema', 'items_table',
+           'PredictionLog', 'log_files', 'read_predictions']
 
 # %% ../nbs/07f_predlog.ipynb #b0cf76e6
 BASE_COLUMNS = ("ts", "request_id", "model", "version", "role")  # the columns every log file starts with
-FILE_PREFIX = "predictions-"                                      # complete files: predictions-<utc>-<pid>-<seq>.parquet
+FILE_PREFIX = "predictions-"                                      # complete files: predictions-<utc>-<pid>-<seq>-<token>.parquet
 PART_SUFFIX = ".part"                                             # a file being written: .predictions-....parquet.part
 
 def _pred_names(spec: FeatureSpec) -> list[str]:
@@ -137,6 +137,16 @@ def items_table(items: list, spec: FeatureSpec, schema: pa.Schema, model: str = 
 # %% ../nbs/07f_predlog.ipynb #8d903034
 _log = logging.getLogger(__name__)
 _SEQ = itertools.count(1)  # per-process file sequence number (shared by every log of the process)
+CHUNK_ITEMS = 128          # the writer converts this many queued items at a time, then yields the GIL
+
+def _nrows(pred) -> int:
+    "Rows of a queued prediction array (1 for anything without a length: the writer will count it as an error)."
+    try: return len(pred)
+    except TypeError: return 1
+
+def _token(_cache={}) -> str:
+    "A random token per process (containers sharing a log volume may all run the server as the same pid)."
+    return _cache.setdefault(os.getpid(), os.urandom(3).hex())
 
 def _utc_stamp() -> str: return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -227,14 +237,18 @@ class PredictionLog:
         while True:
             stop = self._stop.wait(poll)
             flush = self._flush_req.is_set()
-            while self._q:
-                it = self._q.popleft()
-                if not pending: first = time.monotonic()
-                pending.append(it); rows += np.shape(it[1])[0] if np.ndim(it[1]) else 1
-            now = time.monotonic()
-            if pending and (stop or flush or rows >= self.flush_rows or now - first >= self.flush_seconds):
-                self._write(pending); pending, rows = [], 0
-            if self._writer is not None and (stop or flush or now - self._opened >= self.rotate_seconds): self._finish()
+            try:
+                while self._q:
+                    it = self._q.popleft()
+                    if not pending: first = time.monotonic()
+                    pending.append(it); rows += _nrows(it[1])
+                now = time.monotonic()
+                if pending and (stop or flush or rows >= self.flush_rows or now - first >= self.flush_seconds):
+                    batch, pending, rows = pending, [], 0
+                    self._write(batch)
+                if self._writer is not None and (stop or flush or now - self._opened >= self.rotate_seconds): self._finish()
+            except Exception as e:  # never let the thread die: the request path would then only drop
+                self._fail("the writer loop", e)
             if flush: self._flush_req.clear(); self._flushed.set()
             if stop and not self._q: return
 
@@ -249,20 +263,21 @@ class PredictionLog:
             except Exception: pass
 
     def _table(self, items: list) -> pa.Table|None:
-        "The items as one table; a batch that fails is converted item by item, skipping (and counting) bad ones."
-        try: return items_table(items, self.spec, self.schema, self.model)
-        except Exception:
-            if len(items) == 1: raise
+        "The items as one table, in chunks (yielding the GIL between them); a failed chunk goes item by item."
         good = []
-        for it in items:
-            try: good.append(items_table([it], self.spec, self.schema, self.model))
-            except Exception as e: self._fail("converting an item", e, int(np.size(it[1])))
+        for lo in range(0, len(items), CHUNK_ITEMS):
+            chunk = items[lo:lo + CHUNK_ITEMS]
+            try: good.append(items_table(chunk, self.spec, self.schema, self.model))
+            except Exception:
+                for it in chunk:
+                    try: good.append(items_table([it], self.spec, self.schema, self.model))
+                    except Exception as e: self._fail("converting an item", e, _nrows(it[1]))
+            time.sleep(0)  # let the request thread take the GIL: it never waits for more than one chunk
         return pa.concat_tables(good) if good else None
 
     def _write(self, items: list):
         "Convert and write one batch in row groups of flush_rows, opening a file when needed and rotating it when full."
-        try: table = self._table(items)
-        except Exception as e: return self._fail("converting an item", e, int(np.size(items[0][1])))
+        table = self._table(items)
         if table is None: return
         for start in range(0, table.num_rows, self.flush_rows):  # row groups of at most flush_rows rows
             part = table.slice(start, self.flush_rows)
@@ -277,7 +292,7 @@ class PredictionLog:
 
     def _open(self):
         "Open a new hidden .part file."
-        name = f"{FILE_PREFIX}{_utc_stamp()}-{os.getpid()}-{next(_SEQ):06d}.parquet"
+        name = f"{FILE_PREFIX}{_utc_stamp()}-{os.getpid()}-{next(_SEQ):06d}-{_token()}.parquet"
         self._part = self.directory/f".{name}{PART_SUFFIX}"
         self._sink = pa.OSFile(str(self._part), "wb")
         self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
@@ -293,7 +308,9 @@ class PredictionLog:
             finally: os.close(fd)
             os.replace(part, part.with_name(part.name[1:-len(PART_SUFFIX)]))
             self.files_written += 1
-        except Exception as e: self._fail("closing a file", e)
+        except Exception as e:
+            self._fail("closing a file", e)
+            self._abandon()
         finally: self._writer = self._sink = None
 
     def _abandon(self):
@@ -327,9 +344,10 @@ def read_predictions(directory,     # a PredictionLog folder
     filters += [("ts", "<", hi)] if hi is not None else []
     tables = []
     for f in log_files(d):
-        try: tables.append(pq.read_table(f, filters=filters or None))
+        try:
+            if "ts" not in pq.read_schema(f).names: raise DataError("no ts column")
+            tables.append(pq.read_table(f, filters=filters or None))
         except Exception as e: warnings.warn(f"prediction log file {f.name} skipped: {type(e).__name__}: {e}", stacklevel=2)
-    tables = [t for t in tables if "ts" in t.column_names]
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "ts" else object) for c in BASE_COLUMNS})
     df = pa.concat_tables(tables, promote_options="permissive").to_pandas()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -15,12 +16,12 @@ from .artifacts import ArtifactError, DataError, ParamError
 from .metrics import LOWER_IS_BETTER, compare
 from .publish import log_version
 from .registry import (RegisteredModel, RegistryConflict, RegistryError, aliases, audit_log, check_alias,
-                               list_models, load_model, record_decision, registry_root, resolve, set_alias, verify,
-                               versions)
+                               list_models, load_model, locked, move_locked, record_decision, registry_root, resolve,
+                               set_alias, verify, versions)
 
 # %% auto #0
-__all__ = ['CannotCompare', 'stored_predictions', 'production_predictions', 'comparison', 'decide', 'promote', 'rollback',
-           'add_parser']
+__all__ = ['CannotCompare', 'stored_predictions', 'production_predictions', 'comparison', 'decide', 'promote', 'history',
+           'rollback', 'add_parser']
 
 # %% ../nbs/07d_promote.ipynb #9e845762
 class CannotCompare(Exception):
@@ -121,30 +122,29 @@ def promote(name: str,                 # model name
             n_bootstrap: int = 1000,   # paired-bootstrap resamples of the objective difference (0: McNemar only)
             seed: int = 42,            # bootstrap seed
             wandb_mode: str = "",      # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
-            attempts: int = 5,         # comparisons repeated when another process moves the alias meanwhile
            ) -> dict:
     "Apply the promotion rule and move `alias` to `version` when it passes; audited either way; return the decision."
     _check(alias, force, n_bootstrap, seed, wandb_mode)
     v = resolve(name, version, root)
-    new = load_model(name, v, root)
-    for _ in range(attempts):
-        cur, e = aliases(name, root).get(alias), None
-        if cur == v:
-            d = {"promoted": True, "forced": False, "reasons": [f"{alias} is already version {v}"], "numbers": {}}
-            break
-        d = decide(new, _current(name, cur, root), force, n_bootstrap, seed)
-        why = "; ".join(([reason] if reason else []) + d["reasons"])
-        try:
-            if not d["promoted"]: e = record_decision(name, alias, v, who, why, d["numbers"], False, root)
-            else: e = set_alias(name, alias, v, expected=cur, who=who, why=why, numbers=d["numbers"], forced=d["forced"],
-                                root=root, decision="forced" if d["forced"] else "promoted")
-            break
-        except RegistryConflict: continue
-    else: raise RegistryConflict(f"alias {alias!r} of {name!r} moved {attempts} times while version {v} was compared; try again")
+    args = (name, alias, v, load_model(name, v, root), force, reason, who, root, n_bootstrap, seed)
+    try: cur, d, e = _attempt(*args, hold=False)   # compare without the lock, then compare-and-swap
+    except RegistryConflict: cur, d, e = _attempt(*args, hold=True)   # production moved meanwhile: again, holding the lock
     out = {"name": name, "alias": alias, "version": v, "decision": "refused" if not d["promoted"] else "forced" if d["forced"]
            else "unchanged" if cur == v else "promoted", **d, "from": cur, "to": v if d["promoted"] else cur, "audit": e}
     _track(out, root, wandb_mode)
     return out
+
+def _attempt(name, alias, v, new, force, reason, who, root, n_bootstrap, seed, hold: bool) -> tuple:
+    "One decision and its audit entry: (the alias's version before, decision, entry); `hold`: under the model's lock."
+    with (locked(name, root) if hold else nullcontext()) as mdir:
+        cur = aliases(name, root).get(alias)
+        if cur == v: return cur, {"promoted": True, "forced": False, "reasons": [f"{alias} is already version {v}"], "numbers": {}}, None
+        d = decide(new, _current(name, cur, root), force, n_bootstrap, seed)
+        why, kind = "; ".join(([reason] if reason else []) + d["reasons"]), "forced" if d["forced"] else "promoted"
+        if not d["promoted"]: e = record_decision(name, alias, v, who, why, d["numbers"], False, root, mdir, expected=cur)
+        elif hold: e = move_locked(mdir, alias, v, who, why, d["numbers"], d["forced"], kind)
+        else: e = set_alias(name, alias, v, expected=cur, who=who, why=why, numbers=d["numbers"], forced=d["forced"], root=root, decision=kind)
+    return cur, d, e
 
 def _current(name: str, cur, root):
     "The alias's current version loaded and verified, None when unset, or the error that loading it raised."
@@ -162,6 +162,15 @@ def _track(out: dict, root, wandb_mode: str):
                                job="promote", summary=summary)
 
 # %% ../nbs/07d_promote.ipynb #3e092d8c
+def history(log: list, alias: str) -> list:
+    "The versions `alias` went through, a rollback undoing the change before it (so rollbacks walk back, not toggle)."
+    stack = []
+    for e in log:
+        if e.get("alias") != alias or not e.get("changed"): continue
+        if e.get("decision") == "rollback" and len(stack) >= 2 and stack[-2] == e["to"]: stack.pop()
+        else: stack.append(e["to"])
+    return stack
+
 def rollback(name: str,                 # model name
              alias: str = "production", # the alias to move back
              to=None,                   # the version to go back to (None: the one before, from the audit log)
@@ -174,10 +183,10 @@ def rollback(name: str,                 # model name
     cur = aliases(name, root).get(alias)
     if cur is None: raise ParamError(f"model {name!r} has no alias {alias!r} to roll back")
     if to is None:
-        prev = [e for e in audit_log(name, root) if e.get("alias") == alias and e.get("changed") and e.get("to") == cur]
-        if not prev or prev[-1].get("from") is None:
+        hist = history(audit_log(name, root), alias)
+        if len(hist) < 2 or hist[-1] != cur:
             raise ParamError(f"alias {alias!r} of {name!r} has no earlier version to roll back to (give the version with to)")
-        target = prev[-1]["from"]
+        target = hist[-2]
     else: target = resolve(name, to, root)
     e = set_alias(name, alias, target, expected=cur, who=who, why=reason or f"rollback from version {cur}", root=root,
                   decision="rollback")
@@ -196,9 +205,22 @@ def _show_version(name: str, ref, root) -> dict:
 def _print(obj, indent: str = ""):
     "Print nested dicts and lists as indented `key: value` lines."
     for k, v in (obj.items() if isinstance(obj, dict) else enumerate(obj)):
-        if isinstance(v, (dict, list)) and v and not all(isinstance(x, (str, int, float)) for x in v):
+        if isinstance(v, dict) and v or isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
             print(f"{indent}{k}:"); _print(v, indent + "  ")
         else: print(f"{indent}{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+
+def _print_model(doc: dict):
+    "The human form of `registry show NAME`: aliases, a table of versions, the last audit entries."
+    print("aliases: " + ("  ".join(f"{a}={v}" for a, v in sorted(doc["aliases"].items())) or "none"))
+    print(f"{'version':>7}  {'created':25}  {'run':22}  {'gate':4}  {'objective':>18}  aliases")
+    for v in doc["versions"]:
+        obj = f"{v.get('objective')} {v['objective_value']:.4g}" if isinstance(v.get("objective_value"), (int, float)) else ""
+        print(f"{v['version']:>7}  {str(v.get('created')):25}  {str(v.get('run_id')):22}  "
+              f"{'pass' if v.get('gate_passed') else 'FAIL':4}  {obj:>18}  {', '.join(v.get('aliases', []))}")
+    print("audit (latest last):")
+    for e in doc["audit"]:
+        print(f"  {e.get('time', '')[:19]}  {e.get('decision', ''):10} {e['alias']}: {e.get('from')} -> {e.get('to')}"
+              f"{'  [forced]' if e.get('forced') else ''}  by {e.get('who')}  {e.get('why', '')[:100]}")
 
 def _cmd_list(a) -> int:
     rows = [{"name": n, "versions": len(vs := versions(n, a.registry)), "latest": vs[-1]["version"] if vs else None,
@@ -216,6 +238,7 @@ def _cmd_show(a) -> int:
         {k: v.get(k) for k in ("version", "created", "run_id", "gate_passed", "objective", "objective_value", "aliases")}
         for v in versions(a.name, a.registry)], "audit": audit_log(a.name, a.registry)[-10:]}
     if a.json: print(json.dumps(doc, indent=2, default=str))
+    elif a.ref is None: _print_model(doc)
     else: _print(doc)
     return 0
 

@@ -26,7 +26,8 @@ from .model import ModelBundle
 __all__ = ['NAME_RE', 'ALIAS_RE', 'LOCK_TIMEOUT', 'FORMAT', 'REQUIRED', 'RegistryError', 'RegistryConflict', 'registry_root',
            'check_name', 'check_alias', 'default_name', 'parse_ref', 'model_dir', 'aliases_path', 'list_models',
            'aliases', 'versions', 'resolve', 'audit_log', 'RegisteredModel', 'check_version', 'version_dir',
-           'load_model_dir', 'load_model', 'locked', 'whoami', 'set_alias', 'record_decision', 'register', 'verify']
+           'load_model_dir', 'load_model', 'locked', 'whoami', 'set_alias', 'move_locked', 'record_decision',
+           'register', 'verify']
 
 # %% ../nbs/07a_registry.ipynb #f5624fe0
 class RegistryError(ArtifactError):
@@ -340,18 +341,26 @@ def set_alias(name: str, alias: str, version,   # model, alias and the version i
         cur = aliases(name, root).get(alias)
         if expected is not ... and cur != expected:
             raise RegistryConflict(f"alias {alias!r} of {name!r} points at {cur}, not {expected}: it moved meanwhile")
-        if not (mdir/str(v)).is_dir(): raise ParamError(f"model {name!r} has no version {v}")
-        check_version(mdir/str(v), (name, v))
-        return _apply(mdir, _entry(alias, cur, v, who, why, numbers, forced, decision))
+        return move_locked(mdir, alias, v, who, why, numbers, forced, decision)
+
+def move_locked(mdir: Path, alias: str, v: int, who=None, why="", numbers=None, forced=False, decision="set") -> dict:
+    "With the model's lock held (`locked`): verify version `v`, then audit and move `alias` to it."
+    if not (mdir/str(v)).is_dir(): raise ParamError(f"model {mdir.name!r} has no version {v}")
+    check_version(mdir/str(v), (mdir.name, v))
+    cur = aliases(mdir.name, mdir.parent).get(alias)
+    return _apply(mdir, _entry(alias, cur, v, who, why, numbers, forced, decision))
 
 def record_decision(name: str, alias: str, version: int, who: str|None = None, why: str = "",
-                    numbers: dict|None = None, forced: bool = False, root=None) -> dict:
-    "Audit a refused change of `alias` to `version` (the alias does not move)."
-    with locked(check_name(name), root) as mdir:
-        cur = aliases(name, root).get(alias)
-        e = _entry(alias, cur, version, who, why, numbers, forced, "refused")
-        _append_line(mdir/"audit.jsonl", e)
-        return e
+                    numbers: dict|None = None, forced: bool = False, root=None, mdir: Path|None = None,
+                    expected=...,   # the version the alias must still point at (...: any), else `RegistryConflict`
+                   ) -> dict:
+    "Audit a refused change of `alias` to `version` (the alias does not move); `mdir`: the lock is already held."
+    if mdir is None:
+        with locked(check_name(name), root) as mdir:
+            return record_decision(name, alias, version, who, why, numbers, forced, root, mdir, expected)
+    cur = aliases(mdir.name, mdir.parent).get(alias)
+    if expected is not ... and cur != expected: raise RegistryConflict(f"alias {alias!r} of {name!r} moved meanwhile")
+    return _apply(mdir, _entry(alias, cur, version, who, why, numbers, forced, "refused"))
 
 def register(run_dir,                 # a run folder or run id with an evaluated model
              name: str|None = None,   # model name (None: `default_name` of the run's data file)
@@ -371,7 +380,7 @@ def verify(name: str|None = None,  # model to check (None: every model)
           ) -> list[str]:
     "Problems found in the registry (empty: every version checked is complete and verified, every alias valid)."
     problems = []
-    for n in ([check_name(name)] if name else list_models(root)):
+    for n in ([check_name(name)] if name is not None else list_models(root)):
         mdir = _existing(n, root)
         try: al = aliases(n, root)
         except RegistryError as e: problems.append(str(e)); al = {}

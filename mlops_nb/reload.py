@@ -81,6 +81,7 @@ class Served:
         self.spec = self.bundle.spec
         self.schema = RecordSchema(self.spec, max_records=self.max_records)
         self.predict_rows = fast_predictor(self.bundle)
+        self.batchers = {}            # role -> the answer module's Batcher (made in the event loop)
         self.warm_up()
 
     def warm_up(self):

@@ -61,6 +61,7 @@ def multiprocess_dir() -> Path|None:
     return Path(d) if d else None
 
 def _alive(pid: int) -> bool:
+    "Whether a process of this id runs (on this host)."
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True

@@ -215,6 +215,7 @@ TEL = textwrap.dedent('''
         t.request("/predict", 200, 0.002)
         t.predicted(version, "champion", np.array([0.9]), np.array([">50K"]))
     t.set_model("adult", version)
+    t.predicted(version, "champion", np.linspace(0, 1, 10))             # a batch: binned with NumPy, shared files
     print("ready", flush=True)
     if sys.argv[4] == "stay": sys.stdin.read()
 ''')
@@ -253,6 +254,9 @@ def test_two_processes_aggregate(tmp_path, monkeypatch):
     assert s[("mlops_nb_request_seconds_count", (("endpoint", "/predict"),))] == 42
     assert s[("mlops_nb_predictions_total", (("class", ">50K"), ("role", "champion"), ("version", "3")))] == 30
     assert s[("mlops_nb_predictions_total", (("class", ">50K"), ("role", "champion"), ("version", "4")))] == 12
+    assert s[("mlops_nb_predictions_total", (("class", "value"), ("role", "champion"), ("version", "4")))] == 10
+    assert s[("mlops_nb_prediction_value_count", (("role", "champion"), ("version", "3")))] == 40
+    assert s[("mlops_nb_prediction_value_bucket", (("le", "0.5"), ("role", "champion"), ("version", "4")))] == 5
     info = {k[1]: v for k, v in s.items() if k[0] == "mlops_nb_model_info"}
     assert info == {(("name", "adult"), ("role", "champion"), ("version", "3")): 1}  # the exited worker's is pruned
 
@@ -265,3 +269,79 @@ def test_router_is_stable_across_processes():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123"})
     assert r.stdout.strip() == here
     assert abs(here.count("1") / len(keys) - 0.2) < 0.03
+
+
+def test_real_model_predictions_round_trip(project):
+    """The Adult sample's evaluated model: raw test rows (one by one, then in a batch) and its predictions, logged and read back."""
+    from sample_data import evaluated_run
+    from mlops_nb.model import load_run_bundle
+    run = evaluated_run("pl")
+    b = load_run_bundle(run)
+    test = pd.read_parquet(run/"preprocess"/"test.parquet")
+    cols = {c: test[c].to_numpy() for c in b.spec.source_columns}
+    pred = b.predict(test)
+    labels = b.decide(pred)
+    with PredictionLog(project/"log", b.spec, model="adult", flush_rows=64, flush_seconds=0.01) as pl:
+        for i in range(100):
+            pl.append({c: a[i:i + 1] for c, a in cols.items()}, pred[i:i + 1], labels[i:i + 1], 1, request_id=f"one-{i}")
+        pl.append({c: a[100:] for c, a in cols.items()}, pred[100:], labels[100:], 1, request_id="batch")
+    assert (pl.errors, pl.dropped, pl.rows_written) == (0, 0, len(test))
+    out = read_predictions(project/"log")
+    assert len(out) == len(test)
+    for c in b.spec.source_columns:
+        if c in b.spec.numeric: np.testing.assert_array_equal(out[c].to_numpy(np.float64), test[c].to_numpy(np.float64))
+        else: assert out[c].isna().tolist() == test[c].isna().tolist() and out[c].dropna().tolist() == test[c].dropna().astype(str).tolist()
+    pos = b.spec.classes[1]
+    np.testing.assert_array_equal(out[f"pred_p_{pos}"].to_numpy(), pred.astype(np.float64))
+    assert out["pred_label"].tolist() == [str(l) for l in labels]
+
+
+UVICORN_APP = textwrap.dedent('''
+    import os, sys
+    from mlops_nb.telemetry import setup_multiprocess
+    if __name__ == "__main__":
+        import uvicorn
+        setup_multiprocess(sys.argv[2])                      # in the parent, before the workers start
+        uvicorn.run("tel_app:app", host="127.0.0.1", port=int(sys.argv[1]), workers=2, log_level="warning")
+    else:
+        from fastapi import FastAPI, Response
+        from mlops_nb.telemetry import Telemetry
+        app, tel = FastAPI(), Telemetry()
+        tel.set_model("adult", 3)
+        @app.get("/hit")
+        def hit():
+            tel.request("/hit", 200, 0.001)
+            return {"pid": os.getpid()}
+        @app.get("/metrics")
+        def metrics():
+            body, ctype = tel.render()
+            return Response(body, media_type=ctype)
+''')
+
+
+def test_uvicorn_workers_metrics_aggregate(tmp_path):
+    """`uvicorn --workers 2`: whichever worker answers /metrics reports the requests of both."""
+    import json
+    import socket
+    import urllib.request
+    (tmp_path/"tel_app.py").write_text(UVICORN_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "tel_app.py", str(port), str(tmp_path/"prom")], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pids, deadline = {}, time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:     # new connection per request: both workers answer
+            try: pid = json.load(urllib.request.urlopen(url + "/hit", timeout=5))["pid"]
+            except OSError: time.sleep(0.2); continue
+            pids[pid] = pids.get(pid, 0) + 1
+        assert len(pids) == 2, p.stdout.read1().decode() if p.poll() is not None else pids
+        for _ in range(4):
+            s = parse(urllib.request.urlopen(url + "/metrics", timeout=5).read())
+            assert s[("mlops_nb_requests_total", (("endpoint", "/hit"), ("status", "200")))] == sum(pids.values())
+            assert s[("mlops_nb_model_info", (("name", "adult"), ("role", "champion"), ("version", "3")))] == 1
+    finally:
+        p.terminate()
+        try: p.wait(20)
+        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait(10)
