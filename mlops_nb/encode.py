@@ -14,9 +14,13 @@ from pandas.api import types as ptypes
 from .core import DataError
 
 # %% auto #0
-__all__ = ['source_arrays', 'numbers', 'category_codes', 'category_block']
+__all__ = ['Columns', 'source_arrays', 'numbers', 'category_codes', 'category_block']
 
 # %% ../nbs/03a_encode.ipynb #482e3d65
+class Columns(dict):
+    "Raw columns already checked (what `records.RecordSchema` parses a request into): column -> 1-D array, `n` long."
+    def __init__(self, cols: dict, n: int): super().__init__(cols); self.n = n
+
 def source_arrays(data,          # a DataFrame, or a mapping of column -> sequence / np.ndarray / Series
                   columns: list, # the columns needed, in order
                  ) -> tuple[dict, int, pd.Index|None]:
@@ -26,6 +30,7 @@ def source_arrays(data,          # a DataFrame, or a mapping of column -> sequen
     if miss := [c for c in columns if c not in have]:
         raise DataError(f"missing column{'s' if len(miss) > 1 else ''}: {', '.join(miss)}")
     if isinstance(data, pd.DataFrame): return {c: data[c] for c in columns}, len(data), data.index
+    if isinstance(data, Columns): return data, data.n, None
     cols, n = {}, None
     for c in columns:
         v = data[c]
@@ -77,8 +82,12 @@ def category_block(xs: list,      # the columns (object arrays, Series or values
                   ) -> np.ndarray:
     "Category codes of several columns as one (n, k) float32 block; what `category_codes` gives, column by column."
     if n > 64 or not xs: return np.array([category_codes(x, lk, o) for x, (lk, o) in zip(xs, tables)], np.float32).reshape(len(xs), n).T
+    if n == 1:                                           # one record (the server's case): one value per column
+        row = [lookup.get(v, other) if (v := x.iloc[0] if isinstance(x, pd.Series) else x[0]).__class__ is str
+               else _code(v, lookup.get, other) for x, (lookup, other) in zip(xs, tables)]
+        return np.array([row], dtype=np.float32)
     rows = []
-    for x, (lookup, other) in zip(xs, tables):           # few rows (the server's case): one pass, one array
+    for x, (lookup, other) in zip(xs, tables):           # few rows: one pass, one array
         get = lookup.get
         rows.append([get(v, other) if v.__class__ is str else _code(v, get, other)
                      for v in (x.to_numpy(dtype=object) if isinstance(x, pd.Series) else x)])

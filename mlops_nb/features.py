@@ -225,7 +225,9 @@ def _plan(spec: FeatureSpec) -> dict:
                  for c in src if c in spec.categorical],
          "dt": [(c, spec.datetime[c], [pos[f"{c}__{q}"] for q in spec.datetime[c]["parts"]]) for c in src if c in spec.datetime],
          "eng": [(f, pos[f["name"]]) for f in spec.engineered], "ind": [(c, pos[f"{c}__missing"]) for c in spec.missing_indicators]}
-    p |= {"cat_cols": [c for c, *_ in p["cat"]], "cat_tables": [(lk, o) for _, lk, o, _ in p["cat"]], "cat_idx": [j for *_, j in p["cat"]]}
+    p |= {"cat_cols": [c for c, *_ in p["cat"]], "cat_tables": [(lk, o) for _, lk, o, _ in p["cat"]],
+          "cat_idx": np.array([j for *_, j in p["cat"]], dtype=np.intp)}
+    p["num_idx"] = np.array(p["num_idx"], dtype=np.intp)
     spec.__dict__["_plan"] = p
     return p
 

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .encode import category_block
+from .encode import Columns, category_block
 from .features import FeatureSpec, _plan
+from .oip import V2_DATATYPES, V2_OUTPUTS, BinaryTensors, split_v2_body, v2_metadata, v2_response  # the contract's V2 names, here too
 from .preprocess import NAT, utc_micros
 
 # %% auto #0
-__all__ = ['V2_DATATYPES', 'V2_OUTPUTS', 'RequestError', 'RecordSchema', 'v2_metadata', 'v2_response']
+__all__ = ['RequestError', 'RecordSchema']
 
 # %% ../nbs/07e_records.ipynb #0b49bba3
 class RequestError(ValueError):
@@ -93,6 +94,8 @@ def _number(self: RecordSchema, c, v, record=None) -> float:
     if v is None or v is _ABSENT:
         self._missing(c, v, record)
         return np.nan
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):  # NumPy scalars from Python callers
+        return self._number(c, float(v), record)
     raise RequestError(f"must be a number, got {_jtype(v)}" + (f" ({v!r})" if t is str and len(v) < 40 else ""), c, record=record)
 
 @patch
@@ -101,6 +104,7 @@ def _category(self: RecordSchema, c, v, record=None):
     t = type(v)
     if t is str: return v
     if v is None or v is _ABSENT: return self._missing(c, v, record)
+    if isinstance(v, str): return str(v)
     if t is bool and c in self._bool_levels: return str(v)
     if (t is int or t is float) and c in self._numeric_levels:
         if t is float and v - v != 0: raise RequestError(f"must be a finite number or a string, got {v}", c, record=record)
@@ -143,8 +147,8 @@ def _times(self: RecordSchema, c, vals: list, records=None) -> np.ndarray:
 def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (dict) or a list of records
                  ) -> dict:
     "Columns (raw column -> array, in spec order) of one record or a list of records; a RequestError names what is wrong."
-    if type(obj) is dict: recs, many = (obj,), False
-    elif type(obj) is list:
+    if isinstance(obj, dict): recs, many = (obj,), False
+    elif isinstance(obj, list):
         if not obj: raise RequestError("empty list: send one record or a list of at least one")
         if len(obj) > self.max_records: raise RequestError(f"{len(obj)} records; at most {self.max_records} per request", status=413)
         recs, many = obj, True
@@ -153,7 +157,7 @@ def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (d
     nums, cats, times = [], [], {c: [] for c in dts}
     for i, r in enumerate(recs):
         at = i if many else None
-        if type(r) is not dict: raise RequestError(f"each record must be a JSON object, got {_jtype(r)}", record=at)
+        if not isinstance(r, dict): raise RequestError(f"each record must be a JSON object, got {_jtype(r)}", record=at)
         for k in r:
             if k not in kinds: raise self._unknown(k, at)
         get = r.get
@@ -166,7 +170,7 @@ def parse_records(self: RecordSchema, obj,   # a parsed JSON body: one record (d
     if cat: cb[:] = cats
     got = {c: nb[:, j] for j, c in enumerate(num)} | {c: cb[:, j] for j, c in enumerate(cat)}
     for c in dts: got[c] = self._times(c, times[c], range(n) if many else None)
-    return {c: got[c] for c in self.columns}
+    return Columns({c: got[c] for c in self.columns}, n)
 
 # %% ../nbs/07e_records.ipynb #9b39dce9
 @patch
@@ -229,8 +233,6 @@ def request_schema(self: RecordSchema, ref: str|None = None, # e.g. "#/component
             "examples": [self.example(), [self.example()]]}
 
 # %% ../nbs/07e_records.ipynb #9c399af8
-V2_DATATYPES = ("BYTES", "FP32", "FP64", "INT32", "INT64", "BOOL")   # input datatypes parse_v2 takes
-V2_OUTPUTS = ("predict", "predict_proba")                           # output names, as MLServer's scikit-learn runtime
 _V2_PY = {"BYTES": (str,), "BOOL": (bool,), "INT32": (int,), "INT64": (int,), "FP32": (int, float), "FP64": (int, float)}
 _V2_NUM = {"FP32", "FP64", "INT32", "INT64"}
 
@@ -242,7 +244,7 @@ def _v2_ok(self: RecordSchema, c: str) -> set:
     return {"BYTES"} | (_V2_NUM if c in self._numeric_levels else set()) | ({"BOOL"} if c in self._bool_levels else set())
 
 @patch
-def _v2_tensor(self: RecordSchema, t, i: int) -> tuple[str, list]:
+def _v2_tensor(self: RecordSchema, t, i: int, binary=None) -> tuple[str, list]:
     "Name and values of input tensor `t` (position `i`), its shape, datatype and elements checked."
     if type(t) is not dict: raise RequestError(f"input {i} must be a tensor object, got {_jtype(t)}", "inputs")
     c = t.get("name")
@@ -253,6 +255,7 @@ def _v2_tensor(self: RecordSchema, t, i: int) -> tuple[str, list]:
     if (type(shape) is not list or not 1 <= len(shape) <= 2 or any(type(d) is not int or d < 0 for d in shape)
         or len(shape) == 2 and shape[1] != 1): raise RequestError(f"shape must be [n] or [n, 1], got {shape!r}", c)
     if params is not None and type(params) is not dict: raise RequestError(f"parameters must be an object, got {_jtype(params)}", c)
+    if data is None and params and "binary_data_size" in params: data = binary.take(c, dtype, params["binary_data_size"], shape[0])
     if type(data) is not list: raise RequestError(f"data must be an array, got {_jtype(data)}", c)
     if data and type(data[0]) is list:
         if not all(type(x) is list and len(x) == 1 for x in data): raise RequestError("nested data must be [[v], [v], ...] (one value per row)", c)
@@ -266,9 +269,10 @@ def _v2_tensor(self: RecordSchema, t, i: int) -> tuple[str, list]:
         except (binascii.Error, UnicodeDecodeError): raise RequestError("content_type base64: an element is not base64 of UTF-8 text", c) from None
     return c, data
 
-# %% ../nbs/07e_records.ipynb #07a8a714
+# %% ../nbs/07e_records.ipynb #b9708927
 @patch
-def parse_v2(self: RecordSchema, body, # a parsed V2 inference request
+def parse_v2(self: RecordSchema, body,  # a parsed V2 inference request (its JSON part)
+             binary: bytes = b"",       # the binary tensor data after the JSON (split_v2_body)
             ) -> tuple[dict, str|None]:
     "Columns (as `parse_records` gives) and request id of an Open Inference Protocol (V2) inference request."
     if type(body) is not dict: raise RequestError(f"expected an inference request (a JSON object with \"inputs\"), got {_jtype(body)}")
@@ -279,14 +283,15 @@ def parse_v2(self: RecordSchema, body, # a parsed V2 inference request
         raise RequestError(f"content_type {params['content_type']!r} is not supported: send one input tensor per raw column (\"pd\")", "parameters")
     self.v2_outputs(outs)
     if type(inputs) is not list or not inputs: raise RequestError("must be a non-empty list of input tensors, one per raw column", "inputs")
-    got, n = {}, None
+    got, n, raw = {}, None, BinaryTensors(binary)
     for i, t in enumerate(inputs):
-        c, data = self._v2_tensor(t, i)
+        c, data = self._v2_tensor(t, i, raw)
         if c in got: raise RequestError("input tensor given twice", c)
         if n is None: n, first = len(data), c
         elif len(data) != n: raise RequestError(f"has {len(data)} rows, {first!r} has {n}", c)
         got[c] = data
     if n == 0: raise RequestError("the tensors have no rows", first)
+    if raw.at != len(raw.data): raise RequestError(f"{len(raw.data) - raw.at} binary bytes that no tensor declares", "inputs")
     if n > self.max_records: raise RequestError(f"{n} rows; at most {self.max_records} per request", status=413)
     if miss := [c for c in self.required if c not in got]:
         raise RequestError("input tensor is missing: the column is required (it had no missing values in training)", miss[0])
@@ -299,7 +304,7 @@ def parse_v2(self: RecordSchema, body, # a parsed V2 inference request
             cols[c] = (np.array(vals, dtype=np.float64) if kind == "numeric" else np.array(vals, dtype=object)
                        if kind == "categorical" else self._times(c, vals, range(n)))
         except RequestError as e: raise RequestError(f"element {e.record}: {e.reason}", c) from None
-    return cols, rid
+    return Columns(cols, n), rid
 
 @patch
 def v2_outputs(self: RecordSchema, outs, # the request's "outputs" (None: all)
@@ -313,45 +318,33 @@ def v2_outputs(self: RecordSchema, outs, # the request's "outputs" (None: all)
         if nm not in valid: raise RequestError(f"unknown output {nm!r}; this model gives {', '.join(valid)}", "outputs")
     return names or list(valid)
 
-# %% ../nbs/07e_records.ipynb #f0b01991
-def _label_datatype(spec: FeatureSpec) -> str:
-    "The V2 datatype of the `predict` output: FP64 (regression), INT64 (integer class labels) or BYTES."
-    if spec.task == "regression": return "FP64"
-    ints = all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in spec.classes)
-    return "INT64" if ints and spec.classes else "BYTES"
+# %% ../nbs/07e_records.ipynb #249291e8
+@patch
+def _v2_element(self: RecordSchema, c: str) -> dict:
+    "JSON Schema of one element of column `c`'s tensor data."
+    t = {"numeric": ["number"], "datetime": ["string"]}.get(self.kinds[c]) or self._property(c)["type"]
+    t = [x for x in ([t] if isinstance(t, str) else t) if x != "null"] + (["null"] if c in self._nullable else [])
+    return {"type": t[0] if len(t) == 1 else t}
 
-def v2_metadata(name: str,          # model name
-                version,            # model version
-                spec: FeatureSpec,  # the model's feature spec
-               ) -> dict:
-    "V2 model metadata: one input tensor per raw column, the `predict` (and `predict_proba`) outputs."
-    inputs = [{"name": c, "datatype": "FP64", "shape": [-1]} if c in spec.numeric else
-              {"name": c, "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "str"}} for c in spec.source_columns]
-    outputs = [{"name": "predict", "datatype": _label_datatype(spec), "shape": [-1, 1]}]
-    if spec.task != "regression": outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(spec.classes)]})
-    return {"name": name, "versions": [str(version)], "platform": "xgboost_ubj", "inputs": inputs, "outputs": outputs,
-            "parameters": {"content_type": "pd"}}
-
-def v2_response(name: str,               # model name
-                version,                 # model version that answered
-                spec: FeatureSpec,       # the model's feature spec
-                pred,                    # predictions: P(positive) (binary), (n, k) probabilities, or values
-                labels=None,             # predicted class labels (classifiers; None: the most probable class)
-                request_id: str|None = None, # the request's "id", echoed
-                outputs: list|None = None,   # output names to give (None: all; `RecordSchema.v2_outputs` checks them)
-               ) -> dict:
-    "A V2 inference response: `predict` and, for classifiers, `predict_proba`."
-    p = np.asarray(pred, dtype=np.float64)
-    n = len(p)
-    if spec.task == "regression": outs = {"predict": {"datatype": "FP64", "shape": [n, 1], "data": p.reshape(n).tolist()}}
-    else:
-        proba = np.column_stack([1 - p, p]) if spec.task == "binary" and p.ndim == 1 else p.reshape(n, -1)
-        if labels is None: labels = [spec.classes[int(i)] for i in proba.argmax(1)]
-        dtype = _label_datatype(spec)
-        data = [int(l) for l in labels] if dtype == "INT64" else [str(l) for l in labels]
-        outs = {"predict": {"datatype": dtype, "shape": [n, 1], "data": data},
-                "predict_proba": {"datatype": "FP64", "shape": [n, proba.shape[1]], "data": proba.ravel().tolist()}}
-    r = {"model_name": name, "model_version": str(version),
-         "outputs": [{"name": k, **outs[k]} for k in (outputs or list(outs)) if k in outs]}
-    if request_id is not None: r["id"] = request_id
-    return r
+@patch
+def v2_request_schema(self: RecordSchema) -> dict:
+    "JSON Schema of a V2 inference request to this model: one input tensor per raw column."
+    def tensor(c):
+        el = self._v2_element(c)
+        return {"type": "object", "title": c, "required": ["name", "datatype", "shape", "data"],
+                "properties": {"name": {"const": c}, "datatype": {"enum": sorted(self._v2_ok(c))},
+                               "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
+                               "parameters": {"type": "object"},
+                               "data": {"type": "array", "maxItems": self.max_records,
+                                        "items": {"anyOf": [el, {"type": "array", "items": el, "minItems": 1, "maxItems": 1}]}}}}
+    ex = self.example()
+    example = {"id": "1", "parameters": {"content_type": "pd"}, "inputs": [
+        {"name": c, "datatype": "FP64" if self.kinds[c] == "numeric" else "BYTES", "shape": [1], "data": [ex[c]]} for c in self.columns]}
+    return {"title": "V2 inference request", "type": "object", "required": ["inputs"],
+            "description": "One input tensor per raw column (each column once), shape [n] or [n, 1] with n values, the same n "
+                           f"in every tensor (1 to {self.max_records}); required columns: {', '.join(self.required) or 'none'}.",
+            "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                           "inputs": {"type": "array", "minItems": 1, "maxItems": len(self.columns), "items": {"oneOf": [tensor(c) for c in self.columns]}},
+                           "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                       "properties": {"name": {"enum": self.v2_outputs(None)}}}}},
+            "examples": [example]}
