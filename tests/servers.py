@@ -121,7 +121,7 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
     ops = [r.ok() for r in schema.get_all_operations()]
     with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
-    counts, statuses, errors = {}, {}, []
+    counts, statuses, errors, seconds, calls = {}, {}, [], {}, [0.0]
     import json
     status, text = http_get(base_url + "/model")
     model = json.loads(text) if status == 200 else {}
@@ -132,13 +132,16 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
             path = {k: v for k, v in real.items() if k in names} or None
             key = f"{op.label} {mode}{' (served model)' if path else ''}"
             counts.setdefault(key, 0)
+            t0 = time.perf_counter()
 
             @hseed(s)
             @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             @given(case=op.as_strategy(generation_mode=GenerationMode(mode), path_parameters=path))
             def one(case):
+                t1 = time.perf_counter()
                 r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+                calls[0] += time.perf_counter() - t1
                 counts[key] += 1
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code >= 500 and len(errors) < 50:
@@ -146,6 +149,7 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
                                    "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
             try: one()
             except Unsatisfiable: pass                   # e.g. negative cases of an operation without inputs
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
 
         for op in ops:
             for mode in ("positive", "negative"):
@@ -158,7 +162,8 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
             for op in with_body:
                 drive(op, "positive", max(1, per * 2 // 3), seed + rnd, fixed=True)
                 drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd, fixed=True)
-    return {"cases": sum(counts.values()), "per_operation": counts,
+    return {"cases": sum(counts.values()), "per_operation": counts, "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "call_seconds": round(calls[0], 2), "total_seconds": round(sum(seconds.values()), 2),
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
 
 
