@@ -23,6 +23,7 @@ schemathesis run. The machine is shared and noisy: the ratios, measured in the s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ CONNECTIONS = 16
 WRK_THREADS = 1             # one wrk thread drives 16 connections easily and leaves the second core to the server
 TARGET_RATIO, TARGET_P99_MS = 0.70, 15.0
 PARSE = "floor + JSON body parsed, 1 worker"      # for information: the floor app's /parse
+RAW = "raw model inplace_predict, 1 row, 1 thread"
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -163,72 +165,98 @@ def _median_row(case: str, runs: list[dict], **extra) -> dict:
             "errors": sum(r["errors"] for r in runs)}
 
 
+def _cases(bundle_dir: Path, root: Path, env: dict, worker_counts) -> dict:
+    """case -> (Server not yet started, workers, is the floor): floor and server per worker count."""
+    cases = {}
+    for w in worker_counts:
+        n = f"{w} worker{'s' * (w > 1)}"
+        cases[f"floor, {n}"] = (Server(floor_argv(w), cwd=REPO, env=env), w, True)
+        cases[f"server, {n}"] = (Server(serve_argv("--bundle", str(bundle_dir), "--workers", str(w)), cwd=root, env=env),
+                                 w, False)
+    return cases
+
+
+def _measure(cases: dict, script: Path, repeat: int, warm: float, secs: float, raw_fn) -> tuple[dict, list]:
+    """wrk runs per case (and the floor's /parse), alternating within each repetition; raw-model rates per repetition."""
+    targets = {**{c: (srv, "/predict") for c, (srv, _, _) in cases.items()}, PARSE: (cases["floor, 1 worker"][0], "/parse")}
+    runs, raw = {c: [] for c in targets}, []
+    for i in range(repeat):
+        for c, (srv, path) in targets.items():
+            wrk(srv.url + path, script, warm)
+            runs[c].append(wrk(srv.url + path, script, secs))
+            print(f"   [{i + 1}/{repeat}] {c}: {runs[c][-1]['rps']:.0f} req/s, p99 {runs[c][-1]['p99_ms']:.1f} ms", flush=True)
+        raw.append(raw_fn())
+    return runs, raw
+
+
+def _rows(cases: dict, runs: dict, raw: list) -> list[dict]:
+    """The table: medians per case, then the raw model (and the server's own predictor) in rows/s."""
+    rows = [_median_row(c, runs[c], workers=w) for c, (_, w, _) in cases.items()]
+    rows.insert(1, _median_row(PARSE, runs[PARSE], workers=1))
+    raw_rps = statistics.median(r["rows_per_s"] for r in raw)
+    rows.append({"case": RAW, "workers": "", "rps": raw_rps, "mean_ms": 1e3 / raw_rps})
+    if "fast_rows_per_s" in raw[0]:                              # for information: the server's predictor alone
+        fast = statistics.median(r["fast_rows_per_s"] for r in raw)
+        rows.append({"case": "server's predictor (one C call), 1 row", "workers": "", "rps": fast, "mean_ms": 1e3 / fast})
+    return rows
+
+
+def _summary(rows: list[dict]) -> dict:
+    """The headline ratios and whether the targets are met."""
+    by = {r["case"]: r for r in rows}
+    srv1, floor1 = by["server, 1 worker"], by["floor, 1 worker"]
+    ratio = srv1["rps"] / floor1["rps"]
+    out = {"ratio": ratio,                                       # the headline: server / floor, one worker each
+           "server_p99_ms": srv1["p99_ms"], "target_ratio": TARGET_RATIO, "target_p99_ms": TARGET_P99_MS,
+           "meets_targets": ratio >= TARGET_RATIO and srv1["p99_ms"] <= TARGET_P99_MS,
+           "ratio_server_raw_model": srv1["rps"] / by[RAW]["rps"]}   # requests/s over the raw model's rows/s
+    if "floor, 2 workers" in by: out["ratio_2_workers"] = by["server, 2 workers"]["rps"] / by["floor, 2 workers"]["rps"]
+    return out
+
+
+@contextlib.contextmanager
+def _environ(env: dict):
+    """`env` set in os.environ for the duration."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+
 def run(repeat: int = 3, quick: bool = False) -> dict:
     """Measure floor, server (1 and, unless quick, 2 workers) under wrk, the raw model, then fuzz the server."""
     if shutil.which("wrk") is None: raise RuntimeError("wrk not found: run tools/install-debian.sh (make bench does)")
     repeat = 1 if quick else repeat
     warm, secs = (1.0, 3.0) if quick else (3.0, 10.0)
     worker_counts = (1,) if quick else (1, 2)
-    with adult_project() as root, tempfile.TemporaryDirectory(prefix="mlops_nb_wrk_") as tmp:
-        env = {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "MLOPS_NB_ROOT": str(root)}
-        os.environ.update(env)
+    with adult_project() as root, tempfile.TemporaryDirectory(prefix="mlops_nb_wrk_") as tmp, \
+            _environ(env := {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "MLOPS_NB_ROOT": str(root)}):
         t0 = time.perf_counter()
         bundle_dir, record, what = train_model(root)
         train_s = time.perf_counter() - t0
         body = json.dumps(record, separators=(",", ":"))
         script = Path(tmp)/"predict.lua"
         script.write_text(LUA % body)
-        cases = {}                                               # case -> (Server, workers, is floor)
-        for w in worker_counts:
-            cases[f"floor, {w} worker{'s' * (w > 1)}"] = (Server(floor_argv(w), cwd=REPO, env=env), w, True)
-            cases[f"server, {w} worker{'s' * (w > 1)}"] = (Server(serve_argv("--bundle", str(bundle_dir), "--workers",
-                                                                              str(w)), cwd=root, env=env), w, False)
-        runs = {c: [] for c in cases}
+        cases = _cases(bundle_dir, root, env, worker_counts)
         try:
-            answers = {}
-            for c, (srv, _, floor) in cases.items():
-                srv.start()
-                answers[c] = check_answer(srv, body.encode(), floor)
-            raw, targets = [], {**{c: (srv, "/predict") for c, (srv, _, _) in cases.items()},
-                                PARSE: (cases["floor, 1 worker"][0], "/parse")}
-            runs[PARSE] = []
-            for i in range(repeat):
-                for c, (srv, path) in targets.items():
-                    wrk(srv.url + path, script, warm)
-                    runs[c].append(wrk(srv.url + path, script, secs))
-                    print(f"   [{i + 1}/{repeat}] {c}: {runs[c][-1]['rps']:.0f} req/s, p99 {runs[c][-1]['p99_ms']:.1f} ms",
-                          flush=True)
-                raw.append(raw_model_rows_per_s(bundle_dir, record, 1.0 if quick else 3.0))
+            answers = {c: check_answer(srv.start(), body.encode(), floor) for c, (srv, _, floor) in cases.items()}
+            runs, raw = _measure(cases, script, repeat, warm, secs,
+                                 lambda: raw_model_rows_per_s(bundle_dir, record, 1.0 if quick else 3.0))
             fuzzed = fuzz(cases["server, 1 worker"][0].url, budget=600 if quick else 5000)
             alive = all(srv.alive() for srv, _, _ in cases.values())
         finally:
             for srv, _, _ in cases.values(): srv.stop()
-    rows = [_median_row(c, runs[c], workers=w) for c, (_, w, _) in cases.items()]
-    rows.insert(1, _median_row(PARSE, runs[PARSE], workers=1))
-    raw_rps = statistics.median(r["rows_per_s"] for r in raw)
-    rows.append({"case": "raw model inplace_predict, 1 row, 1 thread", "workers": "", "rps": raw_rps,
-                 "mean_ms": 1e3 / raw_rps})
-    if "fast_rows_per_s" in raw[0]:                              # for information: the server's predictor alone
-        fast = statistics.median(r["fast_rows_per_s"] for r in raw)
-        rows.append({"case": "server's predictor (one C call), 1 row", "workers": "", "rps": fast, "mean_ms": 1e3 / fast})
-    by = {r["case"]: r for r in rows}
-    srv1, floor1 = by["server, 1 worker"], by["floor, 1 worker"]
-    out = {"rows": rows, "quick": quick,
-           "ratio": srv1["rps"] / floor1["rps"],                 # the headline: server / floor, one worker each
-           "server_p99_ms": srv1["p99_ms"],
-           "target_ratio": TARGET_RATIO, "target_p99_ms": TARGET_P99_MS,
-           "meets_targets": srv1["rps"] / floor1["rps"] >= TARGET_RATIO and srv1["p99_ms"] <= TARGET_P99_MS,
-           "ratio_server_raw_model": srv1["rps"] / raw_rps,   # requests/s over the raw model's rows/s
-           "schemathesis_cases": fuzzed["cases"], "schemathesis_5xx": len(fuzzed["server_errors"]),
-           "servers_alive_after": alive,
-           "settings": {"uvicorn": uvicorn_settings(), "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS,
-                                                    "duration_s": secs, "warmup_s": warm, "timeout_s": 5},
-                        "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
-                        "floor": "benchmarks/serve_floor.py on uvicorn.run(..., **mlops_nb.serve.UVICORN) as serve runs",
-                        "server": "mlops-nb serve --bundle <model>, prediction log on (default)",
-                        "model": f"{what} ({raw[0]['trees']} trees)",
-                        "train_s": round(train_s, 1), "request_body": record},
-           "answers": answers, "runs": runs, "raw_model": raw, "schemathesis": fuzzed}
-    if "floor, 2 workers" in by:
-        out["ratio_2_workers"] = by["server, 2 workers"]["rps"] / by["floor, 2 workers"]["rps"]
-    return out
+    rows = _rows(cases, runs, raw)
+    settings = {"uvicorn": uvicorn_settings(), "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
+                "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS, "duration_s": secs, "warmup_s": warm,
+                        "timeout_s": 5},
+                "floor": "benchmarks/serve_floor.py on uvicorn.run(..., **mlops_nb.serve.UVICORN) as serve runs",
+                "server": "mlops-nb serve --bundle <model>, prediction log on (default)",
+                "model": f"{what} ({raw[0]['trees']} trees)", "train_s": round(train_s, 1), "request_body": record}
+    return {"rows": rows, "quick": quick, **_summary(rows),
+            "schemathesis_cases": fuzzed["cases"], "schemathesis_5xx": len(fuzzed["server_errors"]),
+            "servers_alive_after": alive, "settings": settings, "answers": answers, "runs": runs, "raw_model": raw,
+            "schemathesis": fuzzed}
