@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from .core import DataError, ParamError, project_root
+from .encode import Columns
 from .reload import Models, Served, Shadow, Watcher, load_served
 
 log = logging.getLogger("mlops_nb.serve")
@@ -74,8 +75,10 @@ def _refusals() -> tuple:
     return (Refused, RequestError)
 
 def error_doc(e) -> dict:
-    "The JSON of a refusal: the reason, and the field and record position when known."
-    d = {"error": e.reason}
+    "The JSON of a refusal: the reason (naming the record and field: V2 clients show only this text), field, record."
+    where = ", ".join(([f"record {e.record}"] if getattr(e, "record", None) is not None else []) +
+                      ([f"field {e.field!r}"] if getattr(e, "field", None) is not None else []))
+    d = {"error": f"{where}: {e.reason}" if where else e.reason}
     if getattr(e, "field", None) is not None: d["field"] = e.field
     if getattr(e, "record", None) is not None: d["record"] = e.record
     return d
@@ -85,9 +88,11 @@ def _fail(status: int, reason: str, field=None) -> bytes:
     return orjson.dumps({"error": reason, "field": field} if field else {"error": reason})
 
 def _loads(body: bytes):
-    "Parse a JSON body (orjson); invalid JSON is a 400."
+    "Parse a JSON body (orjson); invalid JSON is a 400; NaN, Infinity and 1e999 get to the parser, which names the field."
     try: return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        try: return json.loads(body)      # Python's parser reads NaN/Infinity tokens and overflowing numbers (as inf)
+        except (ValueError, RecursionError): pass
         raise Refused(400, f"invalid JSON: {e}") from None
 
 def _query(qs: bytes) -> tuple[bool, int]:
@@ -210,7 +215,7 @@ class Server:
     def _score_shadow(self, ch: Served, item):
         "Score one request with the challenger (in the shadow thread) and log it with role shadow."
         kind, obj, rid = item
-        cols = ch.schema.parse_records(obj) if kind == "records" else ch.schema.parse_v2(obj)[0]
+        cols = ch.schema.parse_records(obj) if kind == "records" else ch.schema.parse_v2(*obj)[0]
         X = ch.features(cols)
         pred = ch.predict_rows(X)
         self._after(ch, "shadow", cols, pred, ch.bundle.decide(pred), rid, X=X)
@@ -263,17 +268,23 @@ def predict_body(server: Server, body: bytes, qs: bytes = b"", key: str|None = N
 async def predict_async(server: Server, body: bytes, qs: bytes = b"", key: str|None = None, rid: str|None = None,
                        ) -> tuple[bytes, Served, str]:
     "`predict_body` on the event loop, scored together with the requests parsed in the same loop turn (`Batcher`)."
-    obj, served, role, cols, explain, top = _parse_predict(server, body, qs, key)
-    X, pred, labels = await served_batcher(server, served, role).score(cols, rid)
+    explain, top = _query(qs)
+    obj = _loads(body)
+    served, role = _ready_model(server, key)
+    b = served_batcher(server, served, role)
+    if type(obj) is dict: X, pred, labels = await b.record(obj, rid)          # the common case: parsed in its batch
+    else: X, pred, labels = await b.score(_parsed(served.schema.parse_records, obj), rid)
     if server.shadow is not None and role == "champion": server.shadow.submit(("records", obj, rid))
     return _predict_out(served, X, pred, labels, explain, top), served, role
 
-def _parse_infer(server: Server, body: bytes, name: str, version, key):
-    "The V2 infer request parsed: (obj, served, role, columns, request id)."
+def _parse_infer(server: Server, body: bytes, name: str, version, key, ihl=None):
+    "The V2 infer request parsed: (obj, served, role, columns, request id, outputs); `ihl`: Inference-Header-Content-Length."
+    from mlops_nb.oip import split_v2_body
     served, role = _v2_model(server, name, version, key)
-    obj = _loads(body)
-    cols, req_id = _parsed(served.schema.parse_v2, obj)
-    return obj, served, role, cols, req_id, served.schema.v2_outputs(obj.get("outputs"))
+    head, binary = split_v2_body(body, None if ihl is None else ihl.decode("latin-1"))   # Triton's binary tensors
+    obj = _loads(head)
+    cols, req_id = _parsed(lambda o: served.schema.parse_v2(o, binary), obj)
+    return (obj, binary), served, role, cols, req_id, served.schema.v2_outputs(obj.get("outputs"))
 
 def _infer_out(served: Served, pred, labels, req_id, outputs) -> bytes:
     "The V2 infer answer (the outputs the request asked for)."
@@ -281,17 +292,17 @@ def _infer_out(served: Served, pred, labels, req_id, outputs) -> bytes:
     return orjson.dumps(v2_response(served.name, served.version, served.spec, pred, labels, req_id, outputs))
 
 def infer_body(server: Server, body: bytes, name: str, version: str|None = None, key: str|None = None,
-               rid: str|None = None) -> tuple[bytes, Served, str]:
-    "Answer an Open Inference Protocol V2 infer body for model `name` (and `version`)."
-    obj, served, role, cols, req_id, outs = _parse_infer(server, body, name, version, key)
+               rid: str|None = None, ihl: bytes|None = None) -> tuple[bytes, Served, str]:
+    "Answer an Open Inference Protocol V2 infer body for model `name` (and `version`; `ihl`: binary tensors' header length)."
+    obj, served, role, cols, req_id, outs = _parse_infer(server, body, name, version, key, ihl)
     X, pred, labels = score(served, cols)
     server._after(served, role, cols, pred, labels, req_id or rid, ("v2", obj, req_id or rid), X)
     return _infer_out(served, pred, labels, req_id, outs), served, role
 
 async def infer_async(server: Server, body: bytes, name: str, version: str|None = None, key: str|None = None,
-                      rid: str|None = None) -> tuple[bytes, Served, str]:
+                      rid: str|None = None, ihl: bytes|None = None) -> tuple[bytes, Served, str]:
     "`infer_body` on the event loop, batched like `predict_async`."
-    obj, served, role, cols, req_id, outs = _parse_infer(server, body, name, version, key)
+    obj, served, role, cols, req_id, outs = _parse_infer(server, body, name, version, key, ihl)
     X, pred, labels = await served_batcher(server, served, role).score(cols, req_id or rid)
     if server.shadow is not None and role == "champion": server.shadow.submit(("v2", obj, req_id or rid))
     return _infer_out(served, pred, labels, req_id, outs), served, role
@@ -307,29 +318,38 @@ def _v2_model(server: Server, name: str, version: str|None, key=None) -> tuple[S
 
 # %% ../nbs/07k_answer.ipynb #ef40f2f7
 class Batcher:
-    "Scores the requests of one event-loop turn together (one transform and one predict call)."
+    "Scores the requests of one event-loop turn together (one parse of the single records, one transform, one predict)."
     def __init__(self, server: Server, served: Served, role: str):
         import asyncio
         self.server, self.served, self.role = server, served, role
         self.loop, self.items = asyncio.get_running_loop(), []
         self.batches = self.rows = 0
 
-    def score(self, columns, rid=None):
-        "A future of (X, pred, labels) for these parsed columns."
+    def _add(self, payload, is_record: bool, rid):
         fut = self.loop.create_future()
-        self.items.append((columns, rid, fut))
+        self.items.append((payload, is_record, rid, fut))
         if len(self.items) == 1: self.loop.call_soon(self._run)
         return fut
+
+    def record(self, obj: dict, rid=None):
+        "A future of (X, pred, labels) for one unparsed JSON record (parsed with the others of its turn)."
+        return self._add(obj, True, rid)
+
+    def score(self, columns, rid=None):
+        "A future of (X, pred, labels) for parsed columns."
+        return self._add(columns, False, rid)
 
     def _run(self):
         items, self.items = self.items, []
         try: self._batch(items)
-        except Exception:
+        except Exception:                 # one bad request spoils a batch: score each alone, errors to their own
             for it in items: self._one(it)
 
     def _one(self, item):
-        cols, rid, fut = item
-        try: X, pred, labels = score(self.served, cols)
+        payload, is_record, rid, fut = item
+        try:
+            cols = _parsed(self.served.schema.parse_records, payload) if is_record else payload
+            X, pred, labels = score(self.served, cols)
         except Exception as e:
             if not fut.done(): fut.set_exception(e)
             return
@@ -338,16 +358,19 @@ class Batcher:
 
     def _batch(self, items):
         if len(items) == 1: return self._one(items[0])
-        first = items[0][0]
-        if any(it[0].keys() != first.keys() for it in items): raise ValueError("requests with different columns")
-        ns = [len(next(iter(it[0].values()))) for it in items]
-        cols = {c: np.concatenate([it[0][c] for it in items]) for c in first}
+        order = [it for it in items if it[1]] + [it for it in items if not it[1]]
+        recs = [it[0] for it in order if it[1]]
+        parts = ([_parsed(self.served.schema.parse_records, recs)] if recs else []) + [it[0] for it in order if not it[1]]
+        ns = [1] * len(recs) + [len(next(iter(it[0].values()))) for it in order if not it[1]]
+        first = parts[0]
+        if any(p.keys() != first.keys() for p in parts): raise ValueError("requests with different columns")
+        cols = first if len(parts) == 1 else Columns({c: np.concatenate([p[c] for p in parts]) for c in first}, sum(ns))
         X, pred, labels = score(self.served, cols)
-        rids = None if all(it[1] is None for it in items) else np.repeat(np.array([it[1] for it in items], dtype=object), ns)
+        rids = None if all(it[2] is None for it in order) else np.repeat(np.array([it[2] for it in order], dtype=object), ns)
         self.batches, self.rows = self.batches + 1, self.rows + len(X)
         at = 0
-        for (_, _, fut), n in zip(items, ns):
-            if not fut.done(): fut.set_result((X[at:at + n], pred[at:at + n], labels[at:at + n]))
+        for it, n in zip(order, ns):
+            if not it[3].done(): it[3].set_result((X[at:at + n], pred[at:at + n], labels[at:at + n]))
             at += n
         self.server._after(self.served, self.role, cols, pred, labels, rids, X=X)
 
@@ -357,3 +380,5 @@ def served_batcher(server: Server, served: Served, role: str) -> Batcher:
     b = served.batchers.get(role)
     if b is None or b.loop is not asyncio.get_running_loop(): b = served.batchers[role] = Batcher(server, served, role)
     return b
+
+

@@ -177,6 +177,7 @@ def rollback(name: str,                 # model name
              reason: str = "",          # why, for the audit log
              root=None,                 # registry folder
              who: str|None = None,      # who (None: user@host)
+             wandb_mode: str = "",      # W&B mode: the version's model artifact is logged again with the alias
             ) -> dict:
     "Move `alias` back to its previous version (or `to`), audited; return {from, to, audit}."
     check_alias(alias)
@@ -188,9 +189,14 @@ def rollback(name: str,                 # model name
             raise ParamError(f"alias {alias!r} of {name!r} has no earlier version to roll back to (give the version with to)")
         target = hist[-2]
     else: target = resolve(name, to, root)
+    from mlops_nb.tracking import wandb_mode as _mode
+    _mode(wandb_mode)
     e = set_alias(name, alias, target, expected=cur, who=who, why=reason or f"rollback from version {cur}", root=root,
                   decision="rollback")
-    return {"name": name, "alias": alias, "from": cur, "to": target, "audit": e}
+    out = {"name": name, "alias": alias, "from": cur, "to": target, "audit": e}
+    if _mode(wandb_mode) != "disabled":
+        out["wandb"] = log_version(name, target, [alias], root, wandb_mode, job="rollback", summary={"from": cur, "to": target})
+    return out
 
 # %% ../nbs/07d_promote.ipynb #93a0c200
 def _show_version(name: str, ref, root) -> dict:
@@ -253,7 +259,7 @@ def _cmd_promote(a) -> int:
     return 0 if out["promoted"] else 1
 
 def _cmd_rollback(a) -> int:
-    out = rollback(a.name, a.alias, a.to, a.reason, a.registry)
+    out = rollback(a.name, a.alias, a.to, a.reason, a.registry, wandb_mode=a.wandb_mode)
     print(json.dumps(out, indent=2, default=str) if a.json else f"{a.name} {a.alias}: rolled back {out['from']} -> {out['to']}")
     return 0
 
@@ -297,7 +303,8 @@ def add_parser(sub, # the subparsers of `mlops_nb.cli.build_parser`
     pr.set_defaults(func=_guarded(_cmd_promote))
     rb = rs.add_parser("rollback", parents=[common], help="move the alias back to its previous version (or --to)")
     rb.add_argument("name"); rb.add_argument("--alias", default="production"); rb.add_argument("--to", default=None)
-    rb.add_argument("--reason", default=""); rb.set_defaults(func=_guarded(_cmd_rollback))
+    rb.add_argument("--reason", default=""); rb.add_argument("--wandb-mode", default="", help="online, offline or disabled")
+    rb.set_defaults(func=_guarded(_cmd_rollback))
     v = rs.add_parser("verify", parents=[common], help="check every hash and alias (exit 1 when problems are found)")
     v.add_argument("name", nargs="?"); v.add_argument("ref", nargs="?")
     v.set_defaults(func=_guarded(_cmd_verify))

@@ -37,6 +37,7 @@ class RequestError(ValueError):
 
 # %% ../nbs/07e_records.ipynb #8cf1c940
 _ABSENT = object()   # a field not in the record
+_F32 = float(np.finfo(np.float32).max)   # the largest number a model input holds
 _JSON_TYPES = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object", type(None): "null"}
 _re_number = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -85,12 +86,10 @@ class RecordSchema:
 def _number(self: RecordSchema, c, v, record=None) -> float:
     "A numeric field's value as a float (NaN when missing)."
     t = type(v)
-    if t is float:
-        if v - v == 0: return v                    # finite (NaN and infinities give NaN)
-        raise RequestError(f"must be a finite number, got {v}", c, record=record)
-    if t is int:
-        try: return float(v)
-        except OverflowError: raise RequestError("number too large", c, record=record) from None
+    if t is float or t is int:
+        if -_F32 <= v <= _F32: return float(v)     # False for NaN and the infinities too
+        raise RequestError(f"must be a finite number within ±{_F32:.4g} (the model's float32 inputs), got {v:.6g}" if t is float or abs(v) < 10**300
+                           else "number too large", c, record=record)
     if v is None or v is _ABSENT:
         self._missing(c, v, record)
         return np.nan
@@ -130,8 +129,8 @@ def _times(self: RecordSchema, c, vals: list, records=None) -> np.ndarray:
     fmt = self.spec.datetime[c]["format"]
     us = utc_micros(pd.Series(arr, dtype=object), fmt)
     bad = have & (us == NAT)
-    if bad.any() and fmt != "ISO8601":
-        iso = utc_micros(pd.Series(arr[bad], dtype=object), "ISO8601")
+    if bad.any():                                # ISO 8601 when trained on another format; RFC 3339's lowercase t and z
+        iso = utc_micros(pd.Series([v.upper() for v in arr[bad]], dtype=object), "ISO8601")
         fixed = np.flatnonzero(bad)[iso != NAT]
         arr[fixed] = [dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=int(u)) for u in iso[iso != NAT]]
         bad[fixed] = False
@@ -196,7 +195,7 @@ def _property(self: RecordSchema, c: str) -> dict:
     kind, null = self.kinds[c], c in self._nullable
     tail = " May be null or absent: imputed as in training." if null else " Required (training had no missing values)."
     if kind == "numeric":
-        p = {"type": "number", "description": "Number." + tail, "examples": [_plain(self.spec.numeric[c])]}
+        p = {"type": "number", "minimum": -_F32, "maximum": _F32, "description": "Number." + tail, "examples": [_plain(self.spec.numeric[c])]}
     elif kind == "categorical":
         lv = self.levels[c]
         types = ["string"] + (["number"] if c in self._numeric_levels else []) + (["boolean"] if c in self._bool_levels else [])

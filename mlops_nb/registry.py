@@ -196,16 +196,20 @@ def _manifest(path: Path) -> dict:
     if miss: raise RegistryError(f"{f} does not list {', '.join(miss)}")
     return m
 
-def _read_checked(path: Path, rel: str, m: dict|None = None) -> bytes:
-    "The bytes of the version's file `rel`, after checking them against the manifest."
+def _read_checked(path: Path, rel: str, m: dict|None = None, keep: bool = True) -> bytes|None:
+    "The bytes of the version's file `rel` (None unless `keep`), after checking them against the manifest."
     m = _manifest(path) if m is None else m
     if rel not in m: raise RegistryError(f"{rel} is not in the manifest of {path}")
     p = path/rel
     if not p.is_file() or p.is_symlink(): raise RegistryError(f"{p} is listed in the manifest but missing")
-    data = p.read_bytes()
-    if hashlib.sha256(data).hexdigest() != m[rel]["sha256"] or len(data) != m[rel].get("bytes", len(data)):
+    h, size, chunks = hashlib.sha256(), 0, []
+    with open(p, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b); size += len(b)
+            if keep: chunks.append(b)
+    if h.hexdigest() != m[rel]["sha256"] or size != m[rel].get("bytes", size):
         raise RegistryError(f"{p} does not match its sha256 in the manifest (tampered with?)")
-    return data
+    return b"".join(chunks) if keep else None
 
 def check_version(path: str|Path,             # a version folder
                   expect: tuple|None = None,  # (name, version) it must declare (None: whatever it declares)
@@ -215,7 +219,7 @@ def check_version(path: str|Path,             # a version folder
     m = _manifest(path)
     extra = sorted(set(_files(path)) - set(m) - {"manifest.json"})
     if extra: raise RegistryError(f"{path/extra[0]} is not listed in the manifest of {path}")
-    data = {rel: _read_checked(path, rel, m) for rel in m}
+    data = {rel: _read_checked(path, rel, m, keep=rel in ("version.json", "model/manifest.json")) for rel in m}
     try: info = json.loads(data["version.json"])
     except ValueError as e: raise RegistryError(f"{path/'version.json'} is not valid JSON: {e}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT: raise RegistryError(f"{path/'version.json'} does not declare format {FORMAT!r}")

@@ -111,7 +111,8 @@ def test_every_refusal_names_the_field(adult):
              ({"net_capital_gain": 0}, "net_capital_gain", "computes"), ({"zzz": 1}, "zzz", "known: age, workclass"),
              ({"age": "39"}, "age", "must be a number, got a string"), ({"age": True}, "age", "got a boolean"),
              ({"age": None}, "age", "must not be null"), ({"sex": 1}, "sex", "must be a string"),
-             ({"age": [39]}, "age", "got an array"), ({"race": {"a": 1}}, "race", "got an object")]
+             ({"age": [39]}, "age", "got an array"), ({"race": {"a": 1}}, "race", "got an object"),
+             ({"fnlwgt": 1e39}, "fnlwgt", "float32"), ({"fnlwgt": 10**40}, "fnlwgt", "float32")]   # beyond float32: no inf reaches a DMatrix
     for patch, field, why in cases:
         e = error(rs, rec | patch)
         assert e.field == field and why in str(e) and e.status == 422, (patch, str(e))

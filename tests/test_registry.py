@@ -180,11 +180,13 @@ from mlops_nb.registry import register
 from mlops_nb.promote import promote
 import mlops_nb.model, mlops_nb.publish, pandas, pyarrow.parquet, xgboost   # imported once; each worker is a fork
 
-def work(out, root, run, name, n):
+def work(out, root, run, name, n, mode="register"):
     with open(out, "w", buffering=1) as f:
         for i in range(n):
-            v = register(run, name=name, root=root)["version"]
-            f.write(json.dumps({"registered": v}) + "\n")
+            if mode == "register":    # register a version, then promote it
+                v = register(run, name=name, root=root)["version"]
+                f.write(json.dumps({"registered": v}) + "\n")
+            else: v = (1, 2)[i % 2]   # promote only: production moves between versions 1 and 2
             d = promote(name, v, root=root, n_bootstrap=50)
             f.write(json.dumps({"promote": v, "decision": d["decision"]}) + "\n")
 
@@ -216,7 +218,7 @@ class Spawner:
         self.p.stdin.write(json.dumps(cmd) + "\n"); self.p.stdin.flush()
         return json.loads(self.p.stdout.readline())
 
-    def start(self, *args) -> int: return self._ask(op="start", args=[str(a) for a in args[:4]] + [int(args[4])])["pid"]
+    def start(self, *args) -> int: return self._ask(op="start", args=[str(a) for a in args[:4]] + [int(args[4]), *args[5:]])["pid"]
     def wait(self, pid: int) -> int: return self._ask(op="wait", pid=pid)["status"]
     def close(self):
         self.p.stdin.close(); self.p.wait(timeout=60)
@@ -265,18 +267,20 @@ def _visible_state_ok(env: Path, checked: set) -> dict:
 
 
 def test_kill9_register_and_promote(runs, env, tmp_path):
+    """Workers killed after a seeded random delay, alternately while registering+promoting and while only promoting."""
     rng, n_iter = random.Random(8), 20
-    register(runs["b1"], root=env)
-    seen, checked = {"tmp": 0, "torn": 0, "pending": 0, "ops_before_kill": []}, set()
+    register(runs["b1"], root=env); register(runs["b1"], root=env)
+    seen, checked = {"tmp": 0, "torn": 0, "pending": 0, "register": 0, "promote": 0}, set()
     sp = Spawner(runs)
     try:
         for it in range(n_iter):
-            out = tmp_path/f"k{it}.jsonl"
-            pid = sp.start(out, env, runs["b1"], NAME, 1000)
+            out, mode = tmp_path/f"k{it}.jsonl", ("register", "promote")[it % 2]
+            pid = sp.start(out, env, runs["b1"], NAME, 1000, mode)
             time.sleep(rng.uniform(0.0, 0.4))
             os.kill(pid, signal.SIGKILL)
             assert sp.wait(pid) == signal.SIGKILL                     # killed, not finished
-            seen["ops_before_kill"].append(len(out.read_text().splitlines()) if out.exists() else 0)
+            done = len(out.read_text().splitlines()) if out.exists() else 0
+            seen["register" if mode == "register" and done % 2 == 0 else "promote"] += 1
             state = _visible_state_ok(env, checked)                   # raises if a partial version or a dangling alias is visible
             for k in ("tmp", "torn", "pending"): seen[k] += state[k]
             v = register(runs["b1"], root=env)["version"]             # the next operation works, and cleans up
@@ -286,8 +290,9 @@ def test_kill9_register_and_promote(runs, env, tmp_path):
     assert verify(root=env) == []
     log = audit_log(NAME, env)
     assert _chain_ok(log, "staging") and _chain_ok(log, "production")
-    print(f"kill -9: {n_iter} iterations, operations completed before each kill {seen['ops_before_kill']}, "
-          f"left a temp folder {seen['tmp']}x, a torn audit line {seen['torn']}x, an unapplied alias change {seen['pending']}x")
+    print(f"kill -9: {n_iter} iterations: killed while registering {seen['register']}x, while promoting {seen['promote']}x; "
+          f"left a temp folder {seen['tmp']}x, a torn audit line {seen['torn']}x, an audited alias change not yet applied "
+          f"{seen['pending']}x; every alias on a verified version, {len(log)} audit entries")
 
 
 # --- the promotion rule ------------------------------------------------------------------------------------------------
