@@ -1,6 +1,7 @@
 """The server speaks the Open Inference Protocol (V2): Triton's own HTTP client, unchanged, against a real server.
 
 One input tensor per raw column (BYTES for categorical columns as NumPy object arrays, FP64 or FP32 for numeric ones,
+sent as JSON and in Triton's binary tensor extension, tritonclient's default;
 as MLServer's pandas codec does); the predictions equal those of `POST /predict` on the same records.
 """
 import json
@@ -50,8 +51,9 @@ def test_health_and_metadata(served, client):
     assert server_meta["name"] and "version" in server_meta
 
 
-def _inputs(records: list[dict], spec, fp32: set) -> list:
-    """One InferInput per raw column: BYTES (object array) for categorical, FP32 for `fp32` columns, FP64 otherwise."""
+def _inputs(records: list[dict], spec, fp32: set, binary: bool = False) -> list:
+    """One InferInput per raw column: BYTES (object array) for categorical, FP32 for `fp32` columns, FP64 otherwise;
+    as JSON, or with `binary` in Triton's binary tensor extension (tritonclient's default)."""
     out = []
     for c in spec.source_columns:
         vals = [r[c] for r in records]
@@ -59,12 +61,13 @@ def _inputs(records: list[dict], spec, fp32: set) -> list:
             dt, arr = ("FP32", np.array(vals, np.float32)) if c in fp32 else ("FP64", np.array(vals, np.float64))
         else: dt, arr = "BYTES", np.array(vals, dtype=np.object_)
         t = tritonhttp.InferInput(c, [len(records)], dt)
-        t.set_data_from_numpy(arr, binary_data=False)
+        t.set_data_from_numpy(arr, binary_data=binary)
         out.append(t)
     return out
 
 
-def test_infer_equals_predict(served, client):
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_equals_predict(served, client, binary):
     srv, run_dir, name = served
     from mlops_nb.model import load_run_bundle
     spec = load_run_bundle(run_dir).spec
@@ -75,7 +78,7 @@ def test_infer_equals_predict(served, client):
     with urllib.request.urlopen(req, timeout=30) as r: ref = json.loads(r.read())
     fp32 = {c for c in spec.numeric if all(float(np.float32(r[c])) == r[c] for r in records)}   # exact in FP32
     outputs = [tritonhttp.InferRequestedOutput(n, binary_data=False) for n in ("predict", "predict_proba")]
-    res = client.infer(name, _inputs(records, spec, fp32), outputs=outputs, request_id="req-1")
+    res = client.infer(name, _inputs(records, spec, fp32, binary), outputs=outputs, request_id="req-1")
     assert res.get_response()["id"] == "req-1"
     labels = [x.decode() if isinstance(x, bytes) else x for x in res.as_numpy("predict").reshape(-1)]
     assert labels == ref["predictions"]
@@ -84,7 +87,7 @@ def test_infer_equals_predict(served, client):
     assert proba.shape == (len(records), len(classes))
     want = np.array([[p[k] for k in classes] for p in ref["probabilities"]])
     np.testing.assert_allclose(proba, want, rtol=0, atol=1e-9)
-    res1 = client.infer(name, _inputs(records[:1], spec, set()))          # one record, all outputs by default
+    res1 = client.infer(name, _inputs(records[:1], spec, set(), binary))  # one record, all outputs by default
     assert res1.as_numpy("predict_proba").shape == (1, len(classes))
 
 
