@@ -1,8 +1,8 @@
 """The server speaks the Open Inference Protocol (V2): Triton's own HTTP client, unchanged, against a real server.
 
-One input tensor per raw column (BYTES for categorical columns as NumPy object arrays, FP64 or FP32 for numeric ones,
-sent as JSON and in Triton's binary tensor extension, tritonclient's default;
-as MLServer's pandas codec does); the predictions equal those of `POST /predict` on the same records.
+One input tensor per raw column, as MLServer's pandas codec does (BYTES for categorical columns as NumPy object arrays,
+FP64 or FP32 for numeric ones), sent as JSON and in Triton's binary tensor extension (tritonclient's default); the
+predictions equal those of `POST /predict` on the same records.
 """
 import json
 
