@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -101,6 +102,49 @@ def serve_argv(*args: str) -> list[str]:
     return [MLOPS_NB, "serve", "--host", "127.0.0.1", "--port", "{port}", *args]
 
 
+class _Fuzzer:
+    """Runs schemathesis cases of one operation and mode at a time over one HTTP session, and tallies them."""
+
+    def __init__(self, base_url: str, session, headers: dict | None, real: dict):
+        self.base_url, self.session, self.headers, self.real = base_url, session, headers, real
+        self.counts, self.statuses, self.errors, self.seconds, self.call_seconds = {}, {}, [], {}, 0.0
+
+    def drive(self, op, mode: str, n: int, seed: int, fixed: bool = False):
+        """Up to `n` cases of `op` in `mode`; `fixed`: the path's name/version are the served model's."""
+        from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
+        from hypothesis.errors import Unsatisfiable
+        from schemathesis import GenerationMode
+        names = {p.name for p in op.path_parameters} if fixed else set()
+        path = {k: v for k, v in self.real.items() if k in names} or None
+        key = f"{op.label} {mode}{' (served model)' if path else ''}"
+        self.counts.setdefault(key, 0)
+        t0 = time.perf_counter()
+
+        @hseed(seed)
+        @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy(generation_mode=GenerationMode(mode), path_parameters=path))
+        def one(case):
+            t1 = time.perf_counter()
+            r = case.call(base_url=self.base_url, session=self.session, headers=self.headers, timeout=30)
+            self.call_seconds += time.perf_counter() - t1
+            self.counts[key] += 1
+            self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+            if r.status_code >= 500 and len(self.errors) < 50:
+                self.errors.append({"case": key, "status": r.status_code, "path": case.formatted_path,
+                                    "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
+        try: one()
+        except Unsatisfiable: pass                       # e.g. negative cases of an operation without inputs
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+
+    def result(self) -> dict:
+        """Cases in all, per operation and mode, answers by status, time (all, and in HTTP calls), every 5xx."""
+        return {"cases": sum(self.counts.values()), "per_operation": self.counts,
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}, "call_seconds": round(self.call_seconds, 2),
+                "total_seconds": round(sum(self.seconds.values()), 2),
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "server_errors": self.errors}
+
+
 def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
          budget: int = 1200,       # generated cases to send at least, over all operations
          seed: int = 0,            # hypothesis seed (runs are reproducible)
@@ -115,56 +159,26 @@ def fuzz(base_url: str,            # the server, e.g. http://127.0.0.1:8123
     """
     import requests
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis import GenerationMode
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
     ops = [r.ok() for r in schema.get_all_operations()]
     with_body = [op for op in ops if op.method.upper() in ("POST", "PUT", "PATCH")]
-    counts, statuses, errors, seconds, calls = {}, {}, [], {}, [0.0]
-    import json
     status, text = http_get(base_url + "/model")
     model = json.loads(text) if status == 200 else {}
     real = {"name": str(model.get("name", "model")), "version": str(model.get("version", "1"))}
     with requests.Session() as session:
-        def drive(op, mode: str, n: int, s: int, fixed: bool = False):
-            names = {p.name for p in op.path_parameters} if fixed else set()
-            path = {k: v for k, v in real.items() if k in names} or None
-            key = f"{op.label} {mode}{' (served model)' if path else ''}"
-            counts.setdefault(key, 0)
-            t0 = time.perf_counter()
-
-            @hseed(s)
-            @settings(max_examples=n, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            @given(case=op.as_strategy(generation_mode=GenerationMode(mode), path_parameters=path))
-            def one(case):
-                t1 = time.perf_counter()
-                r = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
-                calls[0] += time.perf_counter() - t1
-                counts[key] += 1
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                if r.status_code >= 500 and len(errors) < 50:
-                    errors.append({"case": key, "status": r.status_code, "path": case.formatted_path,
-                                   "query": case.query, "body": repr(case.body)[:500], "answer": r.text[:500]})
-            try: one()
-            except Unsatisfiable: pass                   # e.g. negative cases of an operation without inputs
-            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
-
+        f = _Fuzzer(base_url, session, headers, real)
         for op in ops:
             for mode in ("positive", "negative"):
-                drive(op, mode, 20, seed)
-                if op not in with_body and op.path_parameters: drive(op, mode, 20, seed, fixed=True)
+                f.drive(op, mode, 20, seed)
+                if op not in with_body and op.path_parameters: f.drive(op, mode, 20, seed, fixed=True)
         for rnd in range(4):
-            left = budget - sum(counts.values())
+            left = budget - sum(f.counts.values())
             if left <= 0 or not with_body: break
             per = -(-left // len(with_body))
             for op in with_body:
-                drive(op, "positive", max(1, per * 2 // 3), seed + rnd, fixed=True)
-                drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd, fixed=True)
-    return {"cases": sum(counts.values()), "per_operation": counts, "seconds": {k: round(v, 2) for k, v in seconds.items()},
-            "call_seconds": round(calls[0], 2), "total_seconds": round(sum(seconds.values()), 2),
-            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "server_errors": errors}
+                f.drive(op, "positive", max(1, per * 2 // 3), seed + rnd, fixed=True)
+                f.drive(op, "negative", max(1, per - per * 2 // 3), seed + rnd, fixed=True)
+    return f.result()
 
 
 _PROJECTS: dict = {}                   # run id -> (root, run folder): built once per test process
@@ -201,7 +215,6 @@ def served_project(run_id: str = "serve"):
 
 def raw_records(run_dir: Path, n: int = 50, complete: bool = False) -> list[dict]:
     """The first `n` raw test rows of a run (without the target) as JSON records; `complete`: rows without nulls only."""
-    import json
     import pandas as pd
     from mlops_nb.model import load_run_bundle
     spec = load_run_bundle(run_dir).spec
