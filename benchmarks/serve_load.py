@@ -15,6 +15,8 @@ Cases, all in the same run:
     data (preprocess and features with their defaults too), or on the bundle folder $MLOPS_NB_BENCH_BUNDLE (e.g. the
     evaluated model of a default pipeline run); the prediction log on, as by default. `ratio` =
     server / floor requests/s at one worker (targets: >= 0.70 and p99 <= 15 ms); `--workers 2` figures for information.
+The server scores the requests parsed in the same event-loop turn together (its micro-batching, counted under
+`batching` from GET /model), so its requests/s can exceed the raw model's single-row rows/s (`ratio_server_raw_model`).
 Then a longer schemathesis run against the server's own OpenAPI schema (more cases than tests/test_serve_reliability.py):
 its count of generated cases and of 5xx answers.
 
@@ -38,7 +40,7 @@ DESCRIPTION = "POST /predict of one Adult record under wrk (16 connections): ser
 from benchmarks import REPO, adult_project
 
 sys.path.insert(0, str(REPO/"tests"))
-from servers import Server, fuzz, serve_argv  # noqa: E402 (tests/servers.py: subprocess, free port, wait ready)
+from servers import Server, fuzz, http_get, serve_argv  # noqa: E402 (tests/servers.py: subprocess, free port, wait ready)
 
 CONNECTIONS = 16
 WRK_THREADS = 1             # one wrk thread drives 16 connections easily and leaves the second core to the server
@@ -245,6 +247,8 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
             answers = {c: check_answer(srv.start(), body.encode(), floor) for c, (srv, _, floor) in cases.items()}
             runs, raw = _measure(cases, script, repeat, warm, secs,
                                  lambda: raw_model_rows_per_s(bundle_dir, record, 1.0 if quick else 3.0))
+            batching = {c: json.loads(http_get(srv.url + "/model")[1]).get("batching")    # the server's micro-batches
+                        for c, (srv, _, floor) in cases.items() if not floor}
             fuzzed = fuzz(cases["server, 1 worker"][0].url, budget=600 if quick else 5000)
             alive = all(srv.alive() for srv, _, _ in cases.values())
         finally:
@@ -259,4 +263,5 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
     return {"rows": rows, "quick": quick, **_summary(rows),
             "schemathesis_cases": fuzzed["cases"], "schemathesis_5xx": len(fuzzed["server_errors"]),
             "servers_alive_after": alive, "settings": settings, "answers": answers, "runs": runs, "raw_model": raw,
+            "batching": batching,                                # per server case, from GET /model (one worker's)
             "schemathesis": fuzzed}
