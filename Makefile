@@ -37,7 +37,9 @@ test-fast: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs
 
+# wrk (Debian) for the serving benchmark: installed only when missing
 bench: $(STAMP)
+	bash tools/install-debian.sh
 	$(BIN)/python -m benchmarks $(ARGS)
 
 # after editing notebooks: regenerate the package, clean the notebooks and README.md

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["pipeline_overhead", "time_to_quality", "quality_seeds", "generalisation", "drift_speed", "batch_score"]  # modules run by `python -m benchmarks`, in this order
+BENCHMARKS = ["pipeline_overhead", "time_to_quality", "quality_seeds", "generalisation", "drift_speed", "batch_score", "serve_load"]  # modules run by `python -m benchmarks`, in this order
 
 
 @contextlib.contextmanager
