@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import REPO
+from benchmarks import REPO, side_python
 
 DESCRIPTION = "drift: 1M x 14 Adult columns from Parquet vs the profile, against pandas + exact scipy tests"
 
@@ -98,17 +98,7 @@ CASES = {OURS_CASE: OURS, BASE_CASE: BASELINE}
 
 def evidently_python() -> tuple[str | None, str]:
     """The Evidently environment's Python (made by evidently_env.sh when missing), or None and why it is unavailable."""
-    here = Path(__file__).resolve().parent
-    try:
-        r = subprocess.run(["bash", str(here/"evidently_env.sh")], capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"Evidently skipped: evidently_env.sh did not finish ({type(e).__name__}: {e})"
-    if r.returncode:
-        tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
-        return None, f"Evidently skipped: evidently_env.sh failed with exit status {r.returncode}: {tail}"
-    venv = Path(os.environ.get("EVIDENTLY_VENV") or here.parent/".venv-evidently")
-    return str(venv/"bin"/"python"), f"Evidently environment: {venv}"
-
+    return side_python("evidently_env.sh", "EVIDENTLY_VENV", ".venv-evidently", "Evidently")
 
 def _setup(tmp: Path, rows: int) -> dict:
     """Reference profile (JSON), reference rows and a `rows`-row batch (Parquet) in `tmp`; the batch's sizes."""

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import side_python
+
 DESCRIPTION = "Default pipeline vs its baselines and FLAML (same split, same time) on Adult, scikit-learn and generated tables"
 SEEDS = (42, 1, 2)
 SMALL = ["breast_cancer", "iris", "wine", "digits", "diabetes", "credit_like"]
@@ -50,16 +52,7 @@ def _metric_fns():
 
 def flaml_python() -> tuple[str | None, str]:
     """The FLAML environment's Python (made by flaml_env.sh when missing), or None and why it is unavailable."""
-    try:
-        r = subprocess.run(["bash", str(HERE/"flaml_env.sh")], capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"FLAML skipped: flaml_env.sh did not finish ({type(e).__name__}: {e})"
-    if r.returncode:
-        tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
-        return None, f"FLAML skipped: flaml_env.sh failed with exit status {r.returncode}: {tail}"
-    venv = Path(os.environ.get("FLAML_VENV") or HERE.parent/".venv-flaml")
-    return str(venv/"bin"/"python"), f"FLAML environment: {venv}"
-
+    return side_python("flaml_env.sh", "FLAML_VENV", ".venv-flaml", "FLAML")
 
 def _stage_kwargs(name: str, root: Path) -> dict:
     """Per-stage keyword arguments for table `name` (writes its CSV into the project root on first use)."""
