@@ -247,6 +247,7 @@ def _v2_tensor(self: RecordSchema, t, i: int, binary=None) -> tuple[str, list]:
     "Name and values of input tensor `t` (position `i`), its shape, datatype and elements checked."
     if type(t) is not dict: raise RequestError(f"input {i} must be a tensor object, got {_jtype(t)}", "inputs")
     c = t.get("name")
+    if c is not None and type(c) is not str: raise RequestError(f"input {i} name must be a string, got {_jtype(c)}", "inputs")
     if c not in self.kinds: raise self._unknown(c, what="input tensor") if c is not None else RequestError(f"input {i} has no name", "inputs")
     dtype, shape, data, params = t.get("datatype"), t.get("shape"), t.get("data"), t.get("parameters")
     if dtype not in V2_DATATYPES: raise RequestError(f"datatype {dtype!r} is not supported; use one of {', '.join(sorted(self._v2_ok(c)))}", c)
