@@ -10,19 +10,5 @@ set -euo pipefail
 
 PINS="evidently==0.7.23 pandas==2.3.3 pyarrow==21.0.0"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${EVIDENTLY_VENV:-$ROOT/.venv-evidently}
-PY=${EVIDENTLY_PYTHON:-$(command -v python3.11 || command -v python3)}
-MARKER=$VENV/.mlops_nb_pins
-
-if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$PINS" ] && "$VENV/bin/python" -c "import evidently, pyarrow; from evidently.presets import DataDriftPreset" 2>/dev/null; then
-    echo "Evidently environment ready: $VENV"
-    exit 0
-fi
-echo "creating the Evidently environment $VENV with $PY ($PINS)" >&2
-rm -rf "$VENV"
-"$PY" -m venv "$VENV"
-# shellcheck disable=SC2086
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PINS
-"$VENV/bin/python" -c "import evidently, pyarrow; from evidently.presets import DataDriftPreset; print('evidently', evidently.__version__)"
-echo "$PINS" > "$MARKER"
-echo "Evidently environment ready: $VENV"
+SIDE_ENV_PYTHON=${EVIDENTLY_PYTHON:-${SIDE_ENV_PYTHON:-}} exec bash "$ROOT/benchmarks/side_env.sh" Evidently "${EVIDENTLY_VENV:-$ROOT/.venv-evidently}" \
+    "import evidently, pyarrow; from evidently.presets import DataDriftPreset; print('evidently', evidently.__version__)" $PINS
