@@ -29,7 +29,7 @@ from .preprocess import NAT, clean_table, utc_micros
 # %% auto #0
 __all__ = ['PARQUET', 'CSV_EXT', 'F32_MAX', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
            'clean_distinct', 'Chunk', 'read_chunks', 'check_rows', 'output_names', 'predict_chunk', 'TableWriter',
-           'errors_path', 'ahead', 'score_file', 'add_parser', 'cmd_score', 'summary']
+           'errors_path', 'ahead', 'score_file']
 
 # %% ../nbs/07c_score.ipynb #1cdb6689
 @dataclass
@@ -371,49 +371,3 @@ def score_file(input,                       # CSV or Parquet table to score (by 
     secs = time.perf_counter() - t0
     return {"input": str(inp), "output": str(out), "errors": str(errors_path(out)), "model": scorer.name,
             "version": scorer.version, **n, "seconds": round(secs, 3), "rows_per_s": round(n["rows"] / secs, 1)}
-
-# %% ../nbs/07c_score.ipynb #9e850543
-def add_parser(sub, # the subparsers of `mlops_nb.cli.build_parser`
-              ) -> argparse.ArgumentParser:
-    "Add the `score` subcommand: batch scoring of a CSV or Parquet table."
-    p = sub.add_parser("score", help="score a CSV or Parquet table with a registered model or a bundle",
-                       description="Score INPUT (CSV or Parquet, by extension) chunk by chunk and write OUTPUT (CSV or "
-                       "Parquet): the columns the model does not use, then prediction, p_<class> (classifiers), model, "
-                       "version. Bad rows get empty predictions and are listed in <output stem>.errors.csv. Exit code 0 "
-                       "all rows scored, 1 some rows bad, 2 bad usage or input (nothing written).")
-    p.add_argument("input", metavar="INPUT", help="table to score (.csv, .tsv, .parquet, ...)")
-    p.add_argument("output", metavar="OUTPUT", help="file to write (.csv, .tsv, .parquet); replaced atomically")
-    p.add_argument("--name", help="registered model name")
-    p.add_argument("--ref", default="production", help="version or alias of --name (default: production)")
-    p.add_argument("--registry", metavar="DIR", help="registry root (default: $MLOPS_NB_REGISTRY, else <project>/models)")
-    p.add_argument("--bundle", metavar="DIR", help="score with this model bundle folder (or registry version folder)")
-    p.add_argument("--chunk-rows", type=int, default=100_000, metavar="K", help="rows per chunk (default 100000)")
-    p.add_argument("--sep", default="", help="CSV separator of INPUT (default: the data card's, else detected)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
-    p.set_defaults(func=cmd_score)
-    return p
-
-def _abs(p) -> str|None:
-    "A command-line path made absolute from the working directory."
-    return str(Path(p).expanduser().resolve()) if p else None
-
-def cmd_score(args: argparse.Namespace) -> int:
-    "Handle `mlops-nb score`: 0 all rows scored, 1 some bad rows, 2 bad input (as DataError/ParamError)."
-    try:
-        r = score_file(_abs(args.input), _abs(args.output), name=args.name, ref=args.ref, root=_abs(args.registry),
-                       bundle=_abs(args.bundle), chunk_rows=args.chunk_rows, progress=not args.no_progress, sep=args.sep)
-    except ArtifactError as e: raise DataError(str(e)) from None   # a missing, tampered or unknown model
-    print(summary(r), file=sys.stderr, flush=True)
-    return 1 if r["bad_rows"] else 0
-
-def summary(r: dict) -> str:
-    "A few lines saying what `score_file` did (its report `r`)."
-    v = f" version {r['version']}"
-    lines = [f"scored {r['scored']:,} of {r['rows']:,} rows with {r['model']}{v} in {r['seconds']:.1f}s "
-             f"({r['rows_per_s']:,.0f} rows/s) -> {r['output']}"]
-    if r["bad_rows"]:
-        cols = ", ".join(f"{c} {k}" for c, k in r["bad_by_column"].items())
-        lines.append(f"{r['bad_rows']:,} bad rows ({cols}): no prediction; see {r['errors']}")
-    if r["other_categories"]:
-        lines.append("mapped to __other__ (unseen or rare in training): " + ", ".join(f"{c} {k}" for c, k in r["other_categories"].items()))
-    return "\n".join(lines)
