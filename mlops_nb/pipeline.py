@@ -16,79 +16,11 @@ from typing import Any
 
 from . import core
 from .core import ParamError, STAGES
+from .params import ParamText, _UNKNOWN, coerce_param, load_config, parse_value  # re-exported: `cli` and callers import them from here
 
 # %% auto #0
-__all__ = ['ParamText', 'parse_value', 'coerce_param', 'load_config', 'discover_stages', 'select_stages', 'declared_params',
-           'plan_params', 'render_html', 'error_report', 'deploy_outcome', 'key_metrics', 'plan_run', 'run_pipeline',
-           'main']
-
-# %% ../nbs/09_pipeline.ipynb #429a39b6
-class ParamText(str):
-    "A parameter value typed on the command line, parsed once the parameter's default is known."
-
-def _plain(v):
-    "`v` with dates turned back into ISO text, recursively."
-    if isinstance(v, (_dt.date, _dt.datetime)): return v.isoformat()
-    if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
-    return v
-
-def parse_value(text: str, # a parameter value as typed on the command line
-               ) -> Any:
-    "Parse `text` like papermill's YAML parameters: numbers, booleans, null, `[lists]` and `{mappings}`, else text."
-    import yaml
-    s = text.strip()
-    if not s: return ""
-    if s.startswith("["): s = re.sub(r"(?<=[\[,])(\s*)\?(\s*)(?=[,\]])", r'\1"?"\2', s)
-    try: v = yaml.safe_load(s)
-    except yaml.YAMLError: return text
-    if isinstance(v, (_dt.date, _dt.datetime)): return text
-    if isinstance(v, dict) and not s.startswith("{"): return text   # `a: b` is text, not a mapping
-    if isinstance(v, list) and not s.startswith("["): return text   # `- a` is text, not a list
-    return _plain(v)
-
-# %% ../nbs/09_pipeline.ipynb #9169c313
-_UNKNOWN = object()  # a default the runner could not read as a literal
-
-def coerce_param(name: str,   # parameter name, for the error message
-                 value: Any,  # the value given
-                 default: Any = _UNKNOWN, # the default declared in the notebook
-                ) -> Any:
-    "`value` checked and converted to the type of `default` where that is obvious; `ParamError` otherwise."
-    if isinstance(value, ParamText):
-        s = str(value)
-        if isinstance(default, str) and not s.lstrip().startswith(("[", "{")): return s
-        value = parse_value(s)
-    if value is None or default is _UNKNOWN or default is None: return value
-    def bad(what): return ParamError(f"parameter {name!r} expects {what} (its default is {default!r}), got {value!r}")
-    if isinstance(default, bool):
-        if isinstance(value, bool): return value
-        raise bad("true or false")
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)): raise bad("an integer")
-        if isinstance(value, float) and not value.is_integer(): raise bad("an integer")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)): raise bad("a number")
-        return float(value)
-    if isinstance(default, str) and isinstance(value, (bool, int, float)): return str(value)
-    if isinstance(default, list) and isinstance(value, tuple): return list(value)
-    return value
-
-# %% ../nbs/09_pipeline.ipynb #0b1cecc1
-def load_config(path: str|Path, # a YAML (or JSON) file holding a mapping of parameters
-               ) -> dict:
-    "The parameters in the config file at `path`."
-    import yaml
-    p = Path(path).expanduser()
-    if not p.is_file() and not p.is_absolute() and core.resolve_path(p).is_file(): p = core.resolve_path(p)
-    if not p.is_file(): raise ParamError(f"config file not found: {path}")
-    try: cfg = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ParamError(f"config file {p} is not valid YAML: {e}") from None
-    if cfg is None: return {}
-    if not isinstance(cfg, dict) or not all(isinstance(k, str) for k in cfg):
-        raise ParamError(f"config file {p} must hold a mapping of parameter names to values")
-    return _plain(cfg)
+__all__ = ['discover_stages', 'select_stages', 'declared_params', 'plan_params', 'render_html', 'error_report', 'deploy_outcome',
+           'key_metrics', 'plan_run', 'run_pipeline', 'main']
 
 # %% ../nbs/09_pipeline.ipynb #3431830c
 def discover_stages(nbs: str|Path|None = None, # folder of the stage notebooks (default `core.nbs_dir()`)
