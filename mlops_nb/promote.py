@@ -15,7 +15,8 @@ import numpy as np
 from .artifacts import ArtifactError, DataError, ParamError
 from .metrics import LOWER_IS_BETTER, compare
 from .publish import log_version
-from .registry import (RegisteredModel, RegistryConflict, RegistryError, aliases, audit_log, check_alias,
+from .verified import RegisteredModel, RegistryConflict, RegistryError
+from .registry import (aliases, audit_log, check_alias,
                                list_models, load_model, locked, move_locked, record_decision, registry_root, resolve,
                                set_alias, verify, versions)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from .artifacts import ArtifactDir, ArtifactError, ParamError, project_root, runs_dir, to_json
 from .model import ModelBundle, _run_folder, load_run_bundle, run_lineage
-from .registry import (FORMAT, _apply, _entry, _fsync_dir, _version_numbers, _write_durable, aliases,
-                               check_name, check_version, default_name, locked, model_dir, whoami, RegistryError)
+from .verified import FORMAT, RegistryError, check_version
+from .registry import (_apply, _entry, _fsync_dir, _version_numbers, _write_durable, aliases,
+                               check_name, default_name, locked, model_dir, whoami)
 
 # %% auto #0
 __all__ = ['publish', 'log_version']

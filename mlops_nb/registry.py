@@ -21,25 +21,18 @@ from pathlib import Path
 from .artifacts import (ArtifactDir, ArtifactError, DataError, ParamError, file_lock, project_root,
                                 resolve_path, to_json)
 from .model import ModelBundle
+from .verified import (FORMAT, REQUIRED, RegisteredModel, RegistryConflict, RegistryError, _files, _manifest,
+                               _manifest_of, _read_checked, check_version, load_model_dir)
 
 # %% auto #0
-__all__ = ['NAME_RE', 'ALIAS_RE', 'LOCK_TIMEOUT', 'FORMAT', 'REQUIRED', 'RegistryError', 'RegistryConflict', 'registry_root',
-           'check_name', 'check_alias', 'default_name', 'parse_ref', 'model_dir', 'aliases_path', 'list_models',
-           'aliases', 'versions', 'resolve', 'audit_log', 'RegisteredModel', 'check_version', 'version_dir',
-           'load_model_dir', 'load_model', 'locked', 'whoami', 'set_alias', 'move_locked', 'record_decision',
-           'register', 'verify']
+__all__ = ['NAME_RE', 'ALIAS_RE', 'LOCK_TIMEOUT', 'registry_root', 'check_name', 'check_alias', 'default_name', 'parse_ref',
+           'model_dir', 'aliases_path', 'list_models', 'aliases', 'versions', 'resolve', 'audit_log', 'version_dir',
+           'load_model', 'locked', 'whoami', 'set_alias', 'move_locked', 'record_decision', 'register', 'verify']
 
 # %% ../nbs/07a_registry.ipynb #f5624fe0
-class RegistryError(ArtifactError):
-    "The registry is inconsistent: a version is incomplete, tampered with or missing, or an alias points nowhere."
-
-class RegistryConflict(RegistryError):
-    "An alias no longer points where the caller expected: the compare-and-swap failed; read it again and retry."
-
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")   # model names
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")      # alias names: start with a letter, so never read as a version
 LOCK_TIMEOUT = 600.0                                    # seconds a writer waits for the model's lock
-FORMAT = "mlops_nb-registry-version"                    # what version.json declares
 
 def registry_root(root: str|Path|None = None, # the registry folder (None: $MLOPS_NB_REGISTRY, else <project>/models)
                  ) -> Path:
@@ -148,106 +141,12 @@ def audit_log(name: str, root=None) -> list[dict]:
     return out
 
 # %% ../nbs/07a_registry.ipynb #ffdd0a4d
-REQUIRED = ("version.json", "lineage.json", "model_card.md", "model_card.html", "evaluation/metrics.json",
-            "evaluation/gate.json", "evaluation/predictions.parquet", "evaluation/test.parquet",
-            "model/manifest.json")  # files every version has besides manifest.json
-
-@dataclass
-class RegisteredModel:
-    "A verified registered version: its name, number, folder, loaded bundle and version.json."
-    name: str
-    version: int
-    path: Path
-    bundle: ModelBundle
-    info: dict = field(default_factory=dict)
-
-    def read_json(self, rel: str):
-        "A JSON file of the version (e.g. `evaluation/gate.json`), checked against the manifest."
-        return json.loads(_read_checked(self.path, rel))
-
-    def read_parquet(self, rel: str):
-        "A Parquet file of the version (e.g. `evaluation/test.parquet`), checked against the manifest."
-        import io, pandas as pd
-        return pd.read_parquet(io.BytesIO(_read_checked(self.path, rel)))
-
-def _files(path: Path) -> list[str]:
-    "Relative paths of every file under `path`; `RegistryError` on a symbolic link."
-    out = []
-    for d, dirs, files in os.walk(path):
-        for n in dirs + files:
-            if os.path.islink(os.path.join(d, n)): raise RegistryError(f"{Path(d)/n} is a symbolic link; a version holds plain files")
-        out += [Path(d, n).relative_to(path).as_posix() for n in files]
-    return out
-
-def _manifest(path: Path) -> dict:
-    "The version's manifest, checked for shape, safe relative paths and the required files."
-    f = path/"manifest.json"
-    if not path.is_dir(): raise RegistryError(f"no version folder at {path}")
-    if not f.is_file(): raise RegistryError(f"{f} is missing: {path} is not a complete registry version")
-    try: m = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError) as e: raise RegistryError(f"{f} is not valid JSON: {e}") from None
-    if not isinstance(m, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in m.values()):
-        raise RegistryError(f"{f} is not a manifest (relative path -> {{sha256, bytes}})")
-    for rel in m:
-        parts = rel.split("/")
-        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts) or rel == "manifest.json":
-            raise RegistryError(f"{f} lists {rel!r}, which is not a plain relative path inside the version")
-    miss = [r for r in REQUIRED if r not in m]
-    if miss: raise RegistryError(f"{f} does not list {', '.join(miss)}")
-    return m
-
-def _read_checked(path: Path, rel: str, m: dict|None = None, keep: bool = True) -> bytes|None:
-    "The bytes of the version's file `rel` (None unless `keep`), after checking them against the manifest."
-    m = _manifest(path) if m is None else m
-    if rel not in m: raise RegistryError(f"{rel} is not in the manifest of {path}")
-    p = path/rel
-    if not p.is_file() or p.is_symlink(): raise RegistryError(f"{p} is listed in the manifest but missing")
-    h, size, chunks = hashlib.sha256(), 0, []
-    with open(p, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b); size += len(b)
-            if keep: chunks.append(b)
-    if h.hexdigest() != m[rel]["sha256"] or size != m[rel].get("bytes", size):
-        raise RegistryError(f"{p} does not match its sha256 in the manifest (tampered with?)")
-    return b"".join(chunks) if keep else None
-
-def check_version(path: str|Path,             # a version folder
-                  expect: tuple|None = None,  # (name, version) it must declare (None: whatever it declares)
-                 ) -> tuple[dict, ModelBundle]:
-    "Verify a version folder (every hash, nothing missing or unlisted, the bundle); return version.json and the bundle."
-    path = Path(path)
-    m = _manifest(path)
-    extra = sorted(set(_files(path)) - set(m) - {"manifest.json"})
-    if extra: raise RegistryError(f"{path/extra[0]} is not listed in the manifest of {path}")
-    data = {rel: _read_checked(path, rel, m, keep=rel in ("version.json", "model/manifest.json")) for rel in m}
-    try: info = json.loads(data["version.json"])
-    except ValueError as e: raise RegistryError(f"{path/'version.json'} is not valid JSON: {e}") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT: raise RegistryError(f"{path/'version.json'} does not declare format {FORMAT!r}")
-    if expect is not None and (info.get("name"), info.get("version")) != tuple(expect):
-        raise RegistryError(f"{path/'version.json'} says {info.get('name')!r} version {info.get('version')!r}, "
-                            f"but it sits where {expect[0]!r} version {expect[1]!r} belongs")
-    try: bundle = ModelBundle.load(path/"model")
-    except ArtifactError as e: raise RegistryError(f"the model of {path}: {e}") from None
-    if bundle.path is not None and _manifest_of(bundle.path) != data["model/manifest.json"]:
-        raise RegistryError(f"{path/'model'} changed while it was verified")
-    return info, bundle
-
-def _manifest_of(bundle_path: Path) -> bytes:
-    "The bytes of a bundle's manifest."
-    return (Path(bundle_path)/ArtifactDir.MANIFEST).read_bytes()
-
 def version_dir(name: str, ref, root=None, verify: bool = True) -> Path:
     "The folder of version `ref` of model `name`, verified unless `verify=False`."
     v = resolve(name, ref, root)
     p = model_dir(name, root)/str(v)
     if verify: check_version(p, (name, v))
     return p
-
-def load_model_dir(path: str|Path) -> RegisteredModel:
-    "Load and verify a version folder directly (no registry lookup)."
-    path = resolve_path(path)
-    info, bundle = check_version(path)
-    return RegisteredModel(info["name"], info["version"], path, bundle, info)
 
 def load_model(name: str,              # model name
                ref="production",       # version number or alias
