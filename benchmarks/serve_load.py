@@ -132,20 +132,20 @@ def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS, 
 
 
 FLOOR = """import sys, uvicorn
-from mlops_nb.serve import UVICORN
+from mlops_nb.launch import UVICORN
 uvicorn.run("benchmarks.serve_floor:app", host="127.0.0.1", port=int(sys.argv[1]), workers=int(sys.argv[2]),
             log_level="info", **UVICORN)
 """
 
 
 def uvicorn_settings() -> dict:
-    """The uvicorn settings of `mlops-nb serve` (mlops_nb.serve.UVICORN and its log level), used for the floor too."""
-    from mlops_nb.serve import UVICORN
+    """The uvicorn settings of `mlops-nb serve` (mlops_nb.launch.UVICORN and its log level), used for the floor too."""
+    from mlops_nb.launch import UVICORN
     return {**UVICORN, "log_level": "info"}
 
 
 def floor_argv(workers: int) -> list[str]:
-    """The floor app on uvicorn.run with exactly `mlops_nb.serve.UVICORN` (as `serve` calls it) and `workers`."""
+    """The floor app on uvicorn.run with exactly `mlops_nb.launch.UVICORN` (as `serve` calls it) and `workers`."""
     return [sys.executable, "-c", FLOOR, "{port}", str(workers)]
 
 
@@ -257,7 +257,7 @@ def run(repeat: int = 3, quick: bool = False) -> dict:
     settings = {"uvicorn": uvicorn_settings(), "workers": list(worker_counts), "host": "127.0.0.1 (loopback)",
                 "wrk": {"threads": WRK_THREADS, "connections": CONNECTIONS, "duration_s": secs, "warmup_s": warm,
                         "timeout_s": 5},
-                "floor": "benchmarks/serve_floor.py on uvicorn.run(..., **mlops_nb.serve.UVICORN) as serve runs",
+                "floor": "benchmarks/serve_floor.py on uvicorn.run(..., **mlops_nb.launch.UVICORN) as serve runs",
                 "server": "mlops-nb serve --bundle <model>, prediction log on (default)",
                 "model": f"{what} ({raw[0]['trees']} trees)", "train_s": round(train_s, 1), "request_body": record}
     return {"rows": rows, "quick": quick, **_summary(rows),

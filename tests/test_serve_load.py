@@ -26,7 +26,7 @@ def test_summary_ratios_and_targets():
 def test_floor_app_answers_a_constant_under_serves_uvicorn_settings():
     from fastapi.testclient import TestClient
     from benchmarks.serve_floor import ANSWER, app
-    from mlops_nb.serve import UVICORN
+    from mlops_nb.launch import UVICORN
     c = TestClient(app)
     assert c.post("/predict", content=b'{"age": 1}').json() == ANSWER
     assert c.post("/parse", content=b'{"age": 1}').json() == ANSWER and c.get("/health").status_code == 200
