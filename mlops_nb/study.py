@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from .core import DataError, ParamError, pyplot, resolve_path
 from .features import FeatureSpec
 
 # %% auto #0
-__all__ = ['repair_journal', 'storage_location', 'open_storage', 'JournalOwner', 'fail_stale_trials', 'count_finished',
-           'study_config', 'trials_frame', 'plot_history', 'plot_importances', 'PruningCallback', 'FailureGuard',
-           'search']
+__all__ = ['repair_journal', 'storage_location', 'open_storage', 'JournalOwner', 'JournalWorker', 'workers_alive',
+           'fail_stale_trials', 'count_finished', 'study_config', 'trials_frame', 'plot_history', 'plot_importances',
+           'PruningCallback', 'FailureGuard', 'set_search', 'search']
 
 # %% ../nbs/05a_study.ipynb #ccdb185b
 class _FlockLock:
@@ -65,8 +66,11 @@ def open_storage(kind: str, where: str, heartbeat_interval: int = 10):
     "An Optuna storage: a flock-guarded journal file, or a database with heartbeats (stale trials fail after 3 beats)."
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
-    if kind == "rdb":
-        try: return optuna.storages.RDBStorage(where, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval)
+    if kind == "rdb":   # a killed worker's trial fails after 3 missed beats and runs again (at most 3 times)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)   # heartbeats: experimental since 2.9
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+        try: return optuna.storages.RDBStorage(where, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
+                                               heartbeat_stale_trial_callback=retry)
         except Exception as e: raise ParamError(f"storage {where!r} cannot be opened: {e}") from None
     p = Path(where)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -83,10 +87,31 @@ class JournalOwner:
         except BlockingIOError:
             self.f.close()
             raise ParamError(f"another process is tuning with the study journal {str(self.path)[:-6]}; wait for it to "
-                             "finish, or use storage='sqlite:///…' for several workers") from None
+                             "finish; for several workers on this machine use tune_workers=N (they share the journal), "
+                             "or `mlops-nb tune-worker` to join the running study") from None
         return self
     def __exit__(self, *exc):
         fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
+
+class JournalWorker:
+    "A shared lock telling a journal study's owner that a worker is attached, so that it leaves RUNNING trials alone."
+    def __init__(self, path: str|Path): self.path, self.f = Path(str(path) + ".workers"), None
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "a"); fcntl.flock(self.f, fcntl.LOCK_SH)
+        return self
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
+
+def workers_alive(path: str|Path) -> bool:
+    "Whether a worker process holds the worker lock of a journal study (the OS drops it when the worker dies)."
+    p = Path(str(path) + ".workers")
+    if not p.exists(): return False
+    with open(p, "a") as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 def fail_stale_trials(study) -> int:
     "Mark the trials left RUNNING by a dead process as FAIL (single-writer journal studies only); return how many."
@@ -123,7 +148,7 @@ def trials_frame(study) -> pd.DataFrame:
         secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         rows.append({"number": t.number, "state": t.state.name, "value": t.value,
                      "best_iteration": t.user_attrs.get("best_iteration"), "last_step": t.last_step, "seconds": secs,
-                     "warm_start": bool(t.system_attrs.get("fixed_params")),
+                     "warm_start": bool(t.system_attrs.get("fixed_params")), "worker": t.user_attrs.get("worker"),
                      "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                      **{f"params_{k}": v for k, v in t.params.items()}})
     return pd.DataFrame(rows)
@@ -191,6 +216,15 @@ class FailureGuard:
     def error(self) -> str:
         "The message for a search stopped by failures."
         return f"tuning stopped after {self.run} failed trials in a row; the first failure: {self.first}"
+
+def set_search(study,               # the Optuna study
+               seed: int,           # the sampler's seed (a resumed study or another worker passes a new one)
+               n_startup_trials: int, # TPE: random trials before the model-based search
+              ) -> None:
+    "Give a study the tune stage's sampler (multivariate TPE) and pruner (75th percentile after 40 rounds)."
+    import optuna
+    study.sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup_trials)
+    study.pruner = optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=40, interval_steps=1)
 
 def search(study,            # the Optuna study (sampler and pruner set)
            objective,        # the trial objective

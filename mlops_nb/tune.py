@@ -18,7 +18,7 @@ from .core import (DataError, ParamError, StageResult, check_int, check_number, 
                            stage)
 from .features import FeatureSpec, dmatrix, load_xy
 from .train import check_training_data, check_xgb_params, default_nthread, fit_xgb, xgb_params
-from .study import PruningCallback, search
+from .study import search
 
 # %% auto #0
 __all__ = ['DEFAULT_SPACE', 'SEED_CONFIGS', 'SMALL_TABLE', 'adapt_space', 'parse_space', 'fixed_params', 'suggest', 'warm_start',
@@ -141,7 +141,8 @@ def _tune_checks(p: dict) -> None:
     check_int("n_trials", p["n_trials"], 1); check_number("timeout", p["timeout"], 0)
     parse_space(p["search_space"])
     for k, lo in (("max_rounds", 1), ("early_stopping_rounds", 1), ("n_startup_trials", 0), ("n_jobs", 0),
-                  ("nthread", 0), ("seed", 0), ("select_top_k", 1), ("max_failures", 1)):
+                  ("nthread", 0), ("seed", 0), ("select_top_k", 1), ("max_failures", 1), ("tune_workers", 1),
+                  ("heartbeat_interval", 1)):
         check_int(k, p[k], lo)
     check_number("refit_lr_factor", p["refit_lr_factor"], 0)
     if p["refit_lr_factor"] > 1: raise ParamError(f"refit_lr_factor must be in (0, 1], got {p['refit_lr_factor']}")
@@ -156,41 +157,35 @@ def _as_mapping(search_space) -> dict:
     except yaml.YAMLError as e: raise ParamError(f"search_space {search_space!r} is not a mapping: {e}") from None
     return out or {}
 
-def _open_study(kind, where, name, chash, config, space, seed, n_startup_trials):
+def _open_study(kind, where, name, chash, config, space, seed, n_startup_trials, heartbeat_interval):
     "Create or reopen the study; check it was made with the same settings; set sampler and pruner."
     import optuna
-    from mlops_nb.study import count_finished, fail_stale_trials, open_storage
+    from mlops_nb.study import count_finished, fail_stale_trials, open_storage, set_search, workers_alive
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=open_storage(kind, where), study_name=name, direction="minimize", load_if_exists=True)
+    study = optuna.create_study(storage=open_storage(kind, where, heartbeat_interval), study_name=name, direction="minimize",
+                                load_if_exists=True)
     prev = study.user_attrs.get("config_hash")
     if prev is None:
         study.set_user_attr("config_hash", chash); study.set_user_attr("config", json.loads(json.dumps(config, default=str)))
     elif prev != chash:
         raise ParamError(f"study_name {name!r} in {where} was created with other settings (search space, data, split, "
                          "seed or round limits); pass another study_name, or study_name='' for the derived one")
-    info = {"stale_trials_failed": fail_stale_trials(study) if kind == "journal" else 0,
+    alone = kind == "journal" and not workers_alive(where)     # no `tune-worker` attached: RUNNING trials are stale
+    info = {"stale_trials_failed": fail_stale_trials(study) if alone else 0,
             "finished_before": count_finished(study), "resumed": len(study.trials) > 0}
     if not info["resumed"]:
         for cfg in warm_start(space): study.enqueue_trial(cfg, skip_if_exists=True)
-    # a fresh seed per resumption, so that a resumed study does not replay the random trials it already ran
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), multivariate=True, n_startup_trials=n_startup_trials)
-    study.pruner = optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=40, interval_steps=1)
+    set_search(study, seed + len(study.trials), n_startup_trials)   # a new seed per resumption: no replayed random trials
     return study, info
 
-def _run_search(st, study, space, spec, X, y, splits, p, deadline, trial_threads, n_jobs) -> float:
-    "Search until `n_trials` are finished or the budget is spent, logging each trial; return the seconds taken."
+def _run_search(st, study, space, spec, X, y, splits, p, deadline, trial_threads, n_jobs, kind, where) -> tuple[float, dict]:
+    "Search (beside `tune_workers` - 1 worker processes) until `n_trials` are finished or the budget is spent; log each trial."
     import threading
     from optuna.trial import TrialState
-    from mlops_nb.model import best_iteration
+    from mlops_nb.workers import finish_workers, start_workers, trial_objective
     dtr = dmatrix(X.iloc[splits.fit], spec, y[splits.fit]); dva = dmatrix(X.iloc[splits.valid], spec, y[splits.valid])
-    metric, lock, state = xgb_params(spec)["eval_metric"], threading.Lock(), {"complete": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))}
-    def objective(trial):
-        xp = xgb_params(spec, **suggest(trial, space), seed=p["seed"], nthread=trial_threads)
-        cb = PruningCallback(trial, metric, "valid", interval=10, deadline=deadline if state["complete"] else None)
-        t0 = time.perf_counter()
-        b, ev = fit_xgb(dtr, None, dva, None, spec, xp, p["max_rounds"], p["early_stopping_rounds"], callbacks=[cb], eval_train=False)
-        trial.set_user_attr("best_iteration", best_iteration(b)); trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-        return float(ev["valid"][metric][best_iteration(b)])
+    lock, state = threading.Lock(), {"complete": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))}
+    objective = trial_objective(spec, space, dtr, dva, p, trial_threads, lambda: deadline if state["complete"] else None)
     def log_trial(study, ft):
         with lock:
             if ft.state == TrialState.COMPLETE: state["complete"] += 1
@@ -198,8 +193,12 @@ def _run_search(st, study, space, spec, X, y, splits, p, deadline, trial_threads
                             "best_value": study.best_value if state["complete"] else None,
                             "trial_seconds": ft.user_attrs.get("seconds"), **{f"params/{k}": v for k, v in ft.params.items()}})
     t0 = time.time()
-    search(study, objective, p["n_trials"], deadline, n_jobs, [log_trial], p["max_failures"])
-    return time.time() - t0
+    procs = start_workers(p["tune_workers"] - 1, study.study_name, where, p["n_trials"], deadline - t0, trial_threads,
+                          p["heartbeat_interval"])
+    try: search(study, objective, p["n_trials"], deadline, 1 if procs else n_jobs, [log_trial], p["max_failures"])
+    finally: workers = finish_workers(procs, study, kind, where, deadline)
+    if procs: st.out.write_text("workers.log", workers["log"])
+    return time.time() - t0, {k: v for k, v in workers.items() if k != "log"}
 
 # %% ../nbs/05_tune.ipynb #f7df864e
 def _candidates(study, space, spec, p, trial_threads, n_rows) -> tuple[dict, dict]:
@@ -306,6 +305,8 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
              n_startup_trials: int = 10, # TPE: random trials before the model-based search (after the seeds)
              max_failures: int = 3,      # stop the search after this many failed trials in a row
              n_jobs: int = 0,            # trials run in parallel (0: one per core, at most 4; 1: reproducible order)
+             tune_workers: int = 1,      # processes searching the study (N > 1: this one and N - 1 `tune-worker`s)
+             heartbeat_interval: int = 10, # database storage: seconds between a running trial's heartbeats
              nthread: int = 0,           # XGBoost threads per trial (0: cores / n_jobs) and for the final fit (0: all cores)
              seed: int = 42,             # random seed (sampler, XGBoost)
              wandb_mode: str = "",       # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
@@ -316,6 +317,7 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
     from mlops_nb.core import stage_dir
     from mlops_nb.cv import load_splits
     from mlops_nb.study import JournalOwner, _hash, storage_location, study_config
+    from mlops_nb.workers import record_inputs
     _tune_checks(params)
     run_dir = resolve_run(run_id)
     kind, where = storage_location(storage, run_dir)
@@ -328,18 +330,20 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
                           trained.manifest["splits.parquet"]["sha256"], seed, max_rounds, early_stopping_rounds)
     name, cores, t_ready = study_name or f"tune-{_hash(config)}", default_nthread(), time.time()   # earlier stages run by require do not count
     n_jobs = n_jobs or min(cores, 4)
-    threads = nthread or max(1, cores // n_jobs)
+    threads = nthread or max(1, cores // (tune_workers if tune_workers > 1 else n_jobs))
     with JournalOwner(where) if kind == "journal" else _nullctx():
-        study, info = _open_study(kind, where, name, _hash(config), config, space, seed, n_startup_trials)
+        study, info = _open_study(kind, where, name, _hash(config), config, space, seed, n_startup_trials, heartbeat_interval)
+        record_inputs(study, run_dir, params)
         with stage("tune", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
             st.input_stage(stage_dir(run_dir, "features"), ["feature_spec.json", "train.parquet"], artifact="features")
-            search_s = _run_search(st, study, space, spec, X, y, splits, params, t_ready + timeout, threads, n_jobs)
+            search_s, workers = _run_search(st, study, space, spec, X, y, splits, params, t_ready + timeout, threads, n_jobs,
+                                            kind, where)
             t_sel = time.time()
             sel = _select(run_dir, X, y, spec, splits, study, space, params, threads, n_jobs)
             bundle, doc, rounds = _final(st, X, y, spec, sel, params)
             figs, trials, imp = _study_outputs(st, study, spec, seed)
             st.metrics.update(_tune_metrics(study, doc, sel, rounds, imp, search_s, time.time() - t_sel, t_start),
-                              study=name, storage=where, **info)
+                              study=name, storage=where, **info, **workers)
     for f in figs.values(): pyplot().close(f)
     table = pd.DataFrame(doc["candidates"]).set_index("name")[["origin", "cv_mean", "cv_std", "selected"]]
     return StageResult("tune", run_dir, metrics=st.metrics, figures=figs, tables={"candidates": table, "trials": trials},
@@ -355,7 +359,9 @@ def _tune_metrics(study, doc, sel, rounds, imp, search_s, select_s, t_start) -> 
     from mlops_nb.study import trials_frame, count_finished
     counts = trials_frame(study)["state"].value_counts().to_dict()
     best = doc["selected"]
-    return {"objective": doc["objective"], "n_trials": count_finished(study), "complete": counts.get("COMPLETE", 0),
+    n = count_finished(study)
+    return {"objective": doc["objective"], "n_trials": n, "trials_surplus": max(n - study.user_attrs["inputs"]["n_trials"], 0),
+            "running": counts.get("RUNNING", 0), "complete": counts.get("COMPLETE", 0),
             "pruned": counts.get("PRUNED", 0), "failed": counts.get("FAIL", 0), "best_trial": study.best_trial.number,
             "best_value": study.best_value, "selected": best, "selected_cv": sel["cv"][best]["mean"],
             "selected_cv_std": sel["cv"][best]["std"], "default_cv": sel["cv"]["default"]["mean"],

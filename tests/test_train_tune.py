@@ -156,14 +156,14 @@ def test_tune_timeout_stops_starting_trials(project):
 
 def test_failing_trials_stop_the_search_with_the_first_error(project, monkeypatch):
     """Trials that raise are not retried until the timeout: after max_failures in a row the stage fails with the first error."""
-    import mlops_nb.tune as tune
+    import mlops_nb.train as train                                       # the trial objective (workers) imports fit_xgb from it
     run = adult_run("tf")
     run_train(run_id="tf", **QUICK_TRAIN)
     calls = []
     def broken(*a, **k):
         calls.append(1)
         raise ValueError("column 'age' exploded")
-    monkeypatch.setattr(tune, "fit_xgb", broken)
+    monkeypatch.setattr(train, "fit_xgb", broken)
     t0 = time.time()
     with pytest.raises(DataError, match=r"3 failed trials in a row; the first failure: ValueError: column 'age' exploded"):
         run_tune(run_id="tf", n_trials=50, timeout=300, n_jobs=1, **FAST_TUNE)

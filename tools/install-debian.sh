@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages `make bench` needs (wrk: the HTTP load generator), only those that are missing.
+# Installs the Debian packages the project needs, only those that are missing: wrk (the HTTP load generator of
+# `make bench`) and postgresql (the database server the tuning-worker test starts on loopback, from `make test`).
 # Usage: tools/install-debian.sh [PACKAGE ...]   (default: wrk). Needs root (or sudo) only when something is missing.
-# `make test` and CI never need it: a measurement that needs wrk is a benchmark, not a test.
 set -euo pipefail
 
-PACKAGES=("${@:-wrk}")      # package names; each is also the command it provides
+PACKAGES=("${@:-wrk}")      # package names; each is also the command it provides (postgresql: its initdb)
+
+# where a package's command is: on PATH, except PostgreSQL's server programs (/usr/lib/postgresql/<version>/bin)
+locate() {
+  if [ "$1" = postgresql ]; then
+    ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1
+  else
+    command -v "$1" 2>/dev/null
+  fi
+}
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-  if command -v "$pkg" >/dev/null 2>&1; then
-    echo "install-debian: $pkg already installed ($(command -v "$pkg"))"
+  if found=$(locate "$pkg") && [ -n "$found" ]; then
+    echo "install-debian: $pkg already installed ($found)"
   else
     missing+=("$pkg")
   fi
@@ -34,6 +43,6 @@ if ! { "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq --
   exit 1
 fi
 for pkg in "${missing[@]}"; do
-  command -v "$pkg" >/dev/null 2>&1 || { echo "install-debian: $pkg was installed but no '$pkg' command is on PATH" >&2; exit 1; }
-  echo "install-debian: $pkg installed ($(command -v "$pkg"))"
+  found=$(locate "$pkg") && [ -n "$found" ] || { echo "install-debian: $pkg was installed but its command is not found" >&2; exit 1; }
+  echo "install-debian: $pkg installed ($found)"
 done
