@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            nbs=args.nbs, html=not args.no_html, kernel=args.kernel)
     return 0 if summary["status"] == "ok" else 1
 
-COMMANDS = {"run": "mlops_nb.cli:add_run_parser", "registry": "mlops_nb.promote:add_parser", "serve": "mlops_nb.launch:add_parser", "score": "mlops_nb.score_cli:add_parser", "monitor": "mlops_nb.monitor:add_parser", "tune-worker": "mlops_nb.workers:add_parser", "runs": "mlops_nb.runs:add_parser"}  # subcommand -> "module:function" adding its subparser
+COMMANDS = {"run": "mlops_nb.cli:add_run_parser", "registry": "mlops_nb.promote:add_parser", "serve": "mlops_nb.launch:add_parser", "score": "mlops_nb.score_cli:add_parser", "monitor": "mlops_nb.monitor:add_parser", "tune-worker": "mlops_nb.workers:add_parser", "runs": "mlops_nb.runs:add_parser", "reproduce": "mlops_nb.reproduce:add_parser"}  # subcommand -> "module:function" adding its subparser
 
 def build_parser() -> argparse.ArgumentParser:
     "The `mlops-nb` argument parser, with one subparser per entry of `COMMANDS`."
