@@ -266,10 +266,12 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
                  html: bool = True,           # render each executed notebook to HTML
                  kernel: str = "python3",     # Jupyter kernel to execute the notebooks with
                  echo: bool = True,           # print progress and the result
+                 cache: bool = True,          # reuse an earlier run's outputs of a stage whose key matches (see 09f_cache)
                 ) -> dict:
     "Run the stage notebooks from `from_stage` to `to_stage` in one run folder; return its `summary.json`."
     import logging
     from concurrent.futures import ThreadPoolExecutor
+    from mlops_nb.cache import cached_update, record_key, try_cache
     def say(*a, err=False, end="\n"):
         if echo: print(*a, file=sys.stderr if err else sys.stdout, end=end, flush=True)
     p = plan_run(params, from_stage, to_stage, run_id, nbs)
@@ -301,10 +303,18 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
             core.update_summary(run_dir, lambda s: s["stages"][st].update(status="running", started=_now()))
             out_nb = run_dir/entries[st]["notebook"]
             (run_dir/"notebooks"/f"{found[st].stem}.html").unlink(missing_ok=True)   # no stale report beside a new notebook
+            t0 = time.perf_counter()
+            key, src = try_cache(st, found[st], p["plan"][st], run_dir, entries[st], lookup=cache)
+            if src:
+                secs = round(time.perf_counter() - t0, 3)
+                core.update_summary(run_dir, cached_update(st, key, src, secs))
+                say(f"cached (run {src}) {secs:.1f}s")
+                continue
             status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernel, core.project_root())
             if html and out_nb.is_file(): renders[st] = pool.submit(render_html, out_nb, run_dir/entries[st]["html"])
             if status == "ok":
                 core.update_summary(run_dir, lambda s: s["stages"][st].update(status="ok", seconds=secs))
+                core.update_summary(run_dir, record_key(st, key, run_dir))
                 say(f"ok {secs:.1f}s")
                 continue
             head, tail, failed = _failure(st, status, err)
@@ -327,7 +337,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
             if s["stages"][st]["status"] == "pending": s["stages"][st]["status"] = "skipped"
     summary = core.update_summary(run_dir, finish)
     say(f"run {rid}: {status} in {total:.1f}s  {_rel(run_dir)}")
-    for l in key_metrics(summary, [st for st in stages if summary["stages"][st]["status"] == "ok"]): say(f"  {l}")
+    for l in key_metrics(summary, [st for st in stages if summary["stages"][st]["status"] in ("ok", "cached")]): say(f"  {l}")
     if status == "interrupted": raise KeyboardInterrupt
     return summary
 

@@ -66,7 +66,7 @@ def plan_reproduction(run_id: str, # the run to reproduce
     "The stages and parameters to run again, the input check and the warnings; raises before anything runs."
     d = run_path(run_id)
     s = read_summary(d)
-    stages = [st for st, e in s.get("stages", {}).items() if e.get("status") == "ok" and st not in NOT_REPRODUCED]
+    stages = [st for st, e in s.get("stages", {}).items() if e.get("status") in ("ok", "cached") and st not in NOT_REPRODUCED]
     if not stages: raise ParamError(f"run {d.name} has no finished stage to reproduce (deploy and monitor are never reproduced)")
     warnings = environment_warnings(d)
     if s.get("from"): warnings.append(f"run {d.name} was continued with --from {s['from']}: its earlier stages may have "
@@ -122,7 +122,7 @@ def reproduce(run_id: str,          # the run to reproduce
     for w in plan["warnings"]: say(f"warning: {w}")
     a = plan["run_dir"].name
     say(f"reproduce {a}: inputs unchanged ({', '.join(plan['inputs']) or 'none recorded'}); running {' -> '.join(plan['stages'])}")
-    sb = run_pipeline(plan["params"], to_stage=plan["stages"][-1], run_id=new_run_id, echo=echo)
+    sb = run_pipeline(plan["params"], to_stage=plan["stages"][-1], run_id=new_run_id, echo=echo, cache=False)
     b = sb["run_id"]
     rows, modes = judge(plan["summary"], sb, plan["stages"], a, b)
     pa, pb = stage_params(plan["summary"]), stage_params(sb)

@@ -51,7 +51,7 @@ def run_record(run_dir: Path) -> dict:
     from mlops_nb.core import run_data
     s, ctx = read_summary(run_dir), _json(Path(run_dir)/"run.json")
     name, value = main_metric(s)
-    ok = [st for st, e in s.get("stages", {}).items() if e.get("status") == "ok"]
+    ok = [st for st, e in s.get("stages", {}).items() if e.get("status") in ("ok", "cached")]
     return {"run_id": Path(run_dir).name, "started": s.get("started") or ctx.get("created"), "data": run_data(run_dir),
             "status": s.get("status"), "stages": ok, "seconds": s.get("seconds"), "metric": name, "value": value,
             "commit": ((ctx.get("git") or {}).get("commit") or "")[:10] or None, "dirty": (ctx.get("git") or {}).get("dirty"),
