@@ -5,6 +5,7 @@
 # %% ../nbs/05_tune.ipynb #b8c384e8
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -331,7 +332,7 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
     name, cores, t_ready = study_name or f"tune-{_hash(config)}", default_nthread(), time.time()   # earlier stages run by require do not count
     n_jobs = n_jobs or min(cores, 4)
     threads = nthread or max(1, cores // (tune_workers if tune_workers > 1 else n_jobs))
-    with JournalOwner(where) if kind == "journal" else _nullctx():
+    with JournalOwner(where) if kind == "journal" else contextlib.nullcontext():
         study, info = _open_study(kind, where, name, _hash(config), config, space, seed, n_startup_trials, heartbeat_interval)
         record_inputs(study, run_dir, params)
         with stage("tune", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
@@ -348,11 +349,6 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
     table = pd.DataFrame(doc["candidates"]).set_index("name")[["origin", "cv_mean", "cv_std", "selected"]]
     return StageResult("tune", run_dir, metrics=st.metrics, figures=figs, tables={"candidates": table, "trials": trials},
                        data={"bundle": bundle, "spec": spec, "study": study, "selection": doc})
-
-class _nullctx:
-    "A do-nothing context manager."
-    def __enter__(self): return self
-    def __exit__(self, *exc): return False
 
 def _tune_metrics(study, doc, sel, rounds, imp, search_s, select_s, t_start) -> dict:
     "The tune stage's metrics for summary.json and W&B."

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -112,7 +113,7 @@ def run_worker(study_name: str,   # the study's name (the tune stage's metrics.t
     from mlops_nb.study import JournalWorker, count_finished, search, set_search
     from mlops_nb.train import default_nthread
     study, kind, where = _wait_for(study_name, storage, heartbeat_interval, wait)
-    with JournalWorker(where) if kind == "journal" else _nullctx():
+    with JournalWorker(where) if kind == "journal" else contextlib.nullcontext():
         d = load_inputs(study, run_dir)
         s, sp = d["settings"], d["splits"]
         n = n_trials or s["n_trials"]
@@ -137,11 +138,6 @@ def _wait_for(study_name, storage, heartbeat_interval, wait):
         except ParamError:
             if time.time() >= until: raise
         time.sleep(2)
-
-class _nullctx:
-    "A do-nothing context manager."
-    def __enter__(self): return self
-    def __exit__(self, *exc): return False
 
 # %% ../nbs/05c_workers.ipynb #869266f8
 def _die_with_parent():
