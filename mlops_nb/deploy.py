@@ -24,7 +24,7 @@ import pandas as pd
 from . import registry as reg
 from .core import (ArtifactError, DataError, ParamError, StageResult, _flatten, check_int, require, resolve_path,
                            resolve_run, run_data, sha256_file, stage)
-from .model import ModelBundle
+from .model import BundleError, ModelBundle, content_id
 from .promote import promote as promote_version
 
 # %% auto #0
@@ -286,16 +286,18 @@ def server_check(name: str,          # model name
     return doc, table
 
 # %% ../nbs/07_deploy.ipynb #6b1e1aea
-def _reuse(name: str, root: Path|None, run_dir: Path) -> dict|None:
-    "The version of `name` already registered from this run's evaluated bundle (same run id and model manifest), if any."
+def _reuse(name: str, root: Path|None, run_dir: Path, gate: dict) -> dict|None:
+    "The newest version of `name` (from any run) with this run's bundle content, test rows and gate outcome, if any."
     try: known = reg.versions(name, root=root)
     except (ParamError, ArtifactError): return None
-    mine = sha256_file(run_dir/"evaluate"/"model"/"manifest.json")
+    mine, test = content_id(run_dir/"evaluate"/"model"), sha256_file(run_dir/"preprocess"/"test.parquet")
     for v in reversed(known):
-        if v.get("run_id") != run_dir.name: continue
+        if (v.get("test_sha256"), v.get("gate_passed"), v.get("gate_reasons")) != (test, gate.get("passed") is True, gate.get("reasons", [])): continue
         try: d = reg.version_dir(name, v["version"], root=root)
         except (ParamError, ArtifactError): continue
-        if (d/"model"/"manifest.json").is_file() and sha256_file(d/"model"/"manifest.json") == mine: return v
+        try:
+            if content_id(d/"model") == mine: return v
+        except (BundleError, OSError, KeyError, TypeError): continue
     return None
 
 def _promotion(p: SimpleNamespace, name: str, version: int, gate: dict, run_id: str, wandb_mode: str) -> dict:
@@ -330,7 +332,7 @@ def _outcome(name: str, version: int, alias: str, decision: dict, check: dict|No
 def deploy_markdown(doc: dict) -> str:
     "A short Markdown account of a deploy: the version, the decision with its reasons and numbers, the server check."
     d, v = doc["decision"], f"`{doc['name']}` version **{doc['version']}**"
-    lines = [f"{v} ({'new' if doc.get('new') else 'already registered from this run'}), evaluation gate "
+    lines = [f"{v} ({'new' if doc.get('new') else 'already registered from run ' + str(doc.get('registered', {}).get('run_id'))}), evaluation gate "
              f"{'passed' if doc['gate']['passed'] else 'failed'}."]
     if d.get("promoted") and d.get("from") == doc["version"]: lines.append(f"Already `{doc['alias']}`: nothing to promote.")
     elif d.get("promoted"): lines.append(f"**Promoted** to `{doc['alias']}`" + (" (forced)" if d.get("forced") else "") + f" (was {d.get('from')}).")
@@ -372,7 +374,7 @@ def run_deploy(run_id: str = "",          # run to work in (empty: the latest ru
          tempfile.TemporaryDirectory(prefix="mlops_nb-deploy-") as tmp:
         st.input_stage(ev, ["gate.json", "metrics.json"], artifact="evaluation", kind="evaluation")
         st.input_file(ev.file("model/manifest.json"))
-        old = _reuse(name, p.root, run_dir)
+        old = _reuse(name, p.root, run_dir, gate)
         info = old or reg.register(run_dir, name=name, root=p.root, reason=f"deploy stage of run {run_dir.name}",
                                    wandb_mode=wandb_mode)
         version = int(info["version"])

@@ -23,8 +23,8 @@ from .core import (ArtifactDir, ArtifactError, DataError, ParamError, _commit, r
 from .features import FeatureSpec, transform
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'REQUIRED', 'BUNDLE_STAGES', 'best_iteration', 'as_array', 'predict_booster', 'BundleError',
-           'ModelBundle', 'bundle_dir', 'save_bundle', 'load_run_bundle', 'run_lineage']
+__all__ = ['FORMAT', 'VERSION', 'REQUIRED', 'BUNDLE_STAGES', 'RUN_SPECIFIC', 'best_iteration', 'as_array', 'predict_booster',
+           'BundleError', 'ModelBundle', 'bundle_dir', 'save_bundle', 'load_run_bundle', 'run_lineage', 'content_id']
 
 # %% ../nbs/04a_model.ipynb #b9d03583
 def best_iteration(booster) -> int:
@@ -354,3 +354,17 @@ def run_lineage(run_dir,     # a run folder or a run id
     return {"run_id": p.name, "stage": stage,
             "data": dict(ctx["inputs"]) if isinstance(ctx, dict) and isinstance(ctx.get("inputs"), dict) else None,
             "git": {"commit": git.get("commit"), "dirty": git.get("dirty")} if isinstance(git, dict) else None}
+
+# %% ../nbs/04a_model.ipynb #bc36142b
+RUN_SPECIFIC = ("run_id", "git")  # lineage fields that differ between runs of the same model
+
+def content_id(path) -> str:
+    "A sha256 of a bundle folder's content, without its creation time and the lineage's run id and git commit."
+    path = Path(path)
+    files = {f: e["sha256"] for f, e in _read_manifest(path).items() if f != "bundle.json"}
+    doc = _read_json(path/"bundle.json")
+    if not isinstance(doc, dict): raise BundleError(f"{path/'bundle.json'} is not a JSON object")
+    doc = {k: v for k, v in doc.items() if k != "created"}
+    lin = doc.get("meta", {}).get("lineage")
+    if isinstance(lin, dict): doc["meta"] = {**doc["meta"], "lineage": {k: v for k, v in lin.items() if k not in RUN_SPECIFIC}}
+    return hashlib.sha256(json.dumps({"files": files, "bundle": doc}, sort_keys=True).encode()).hexdigest()

@@ -37,6 +37,13 @@ def test_register_promote_then_refuse_a_failed_gate(project, monkeypatch):
     assert doc["registry"] == str(project/"models") and doc["server"] is None
     assert core.read_summary(core.runs_dir()/"good")["metrics"]["deploy"]["version"] == 1
 
+    # another run with the same model, test rows and gate outcome (as a cached re-run has): nothing new is registered
+    shutil.copytree(core.runs_dir()/"good", core.runs_dir()/"again", ignore=shutil.ignore_patterns("deploy", "wandb"))
+    res = run_deploy(run_id="again", serve_check=False, wandb_mode="disabled")
+    doc = res.data["deploy"]
+    assert (doc["version"], doc["new"], doc["registered"]["run_id"]) == (1, False, "good") and len(reg.versions("adult")) == 1
+    assert "already registered from run good" in deploy.deploy_markdown(doc)
+
     # a second run whose evaluation gate failed (an absolute check it cannot pass): registered, never promoted,
     # not even with force (the run is a copy of the first one up to tune, evaluated again with that gate)
     shutil.copytree(core.runs_dir()/"good", core.runs_dir()/"bad", ignore=shutil.ignore_patterns("deploy", "wandb"))
