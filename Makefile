@@ -24,12 +24,12 @@ pipeline: $(STAMP)
 	$(BIN)/mlops-nb run $(ARGS)
 
 # the README's test command: PostgreSQL if missing (for the tuning-workers test), sync check, notebook library tests,
-# pytest, then every stage notebook under nbval
+# pytest (two processes: most tests wait on kernels, servers and subprocesses), then every stage notebook under nbval
 test: $(STAMP)
 	bash tools/install-debian.sh postgresql || echo "make test: no PostgreSQL: the tuning-workers test on PostgreSQL will be skipped"
 	$(PY) tools/check_sync.py
 	cd nbs && ../$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 tests
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider $(STAGE_NBS)
 
 # library cells only (seconds)
