@@ -52,6 +52,7 @@ def add_run_parser(sub, # the subparsers of `build_parser`
     p.add_argument("--no-html", action="store_true", help="do not render the executed notebooks to HTML")
     p.add_argument("--kernel", default="python3", metavar="NAME", help="Jupyter kernel (default: python3)")
     p.add_argument("--no-cache", action="store_true", help="run every stage, even one whose outputs an earlier run has")
+    p.add_argument("--with-tests", action="store_true", help="also run each notebook's test cells (CI runs them with nbdev-test and nbval)")
     p.set_defaults(func=cmd_run)
     return p
 
@@ -60,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = load_config(args.config) if args.config else {}
     params.update(args.params or {})
     summary = run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage, run_id=args.run_id,
-                           nbs=args.nbs, html=not args.no_html, kernel=args.kernel, cache=not args.no_cache)
+                           nbs=args.nbs, html=not args.no_html, kernel=args.kernel, cache=not args.no_cache,
+                           tests=args.with_tests)
     return 0 if summary["status"] == "ok" else 1
 
 COMMANDS = {"run": "mlops_nb.cli:add_run_parser", "registry": "mlops_nb.promote:add_parser", "serve": "mlops_nb.launch:add_parser", "score": "mlops_nb.score_cli:add_parser", "monitor": "mlops_nb.monitor:add_parser", "tune-worker": "mlops_nb.workers:add_parser", "runs": "mlops_nb.runs:add_parser", "reproduce": "mlops_nb.reproduce:add_parser"}  # subcommand -> "module:function" adding its subparser

@@ -204,12 +204,6 @@ def _rel(p: Path) -> str:
     try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
     except ValueError: return str(p)
 
-def _execute(nb: Path, out: Path, params: dict, kernel: str, cwd: Path):
-    "Execute the notebook `nb` with papermill into `out`, injecting `params`."
-    import papermill as pm
-    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, cwd=str(cwd), progress_bar=False,
-                        log_output=False, extra_arguments=_kernel_args(kernel))
-
 def plan_run(params: dict|None = None,   # parameter values by name
              from_stage: str|None = None, # first stage to run
              to_stage: str|None = None,   # last stage to run
@@ -244,12 +238,17 @@ def _start(s: dict, p: dict, entries: dict, kernel: str, html: bool):
         if st in p["stages"]: s["stages"][st] = {"status": "pending", **entries[st], "parameters": p["plan"][st]}
         else: s["stages"].setdefault(st, {"status": "not run"})["parameters"] = p["plan"][st]
 
-def _run_stage(nb: Path, out: Path, params: dict, kernel: str, cwd: Path) -> tuple[str, Any, float]:
-    "Execute one stage notebook: its status (ok, failed or interrupted), the error, and the seconds it took."
+def _run_stage(nb: Path, out: Path, params: dict, kernels, tests: bool, after: Path|None) -> tuple[str, Any, float]:
+    "Execute one stage notebook in the kernel started ahead, starting one for the notebook `after` it: status, error, seconds."
+    from mlops_nb.kernels import execute_stage, warm_code
     t0, status, err = time.perf_counter(), "ok", None
-    try: _execute(nb, out, params, kernel, cwd)
+    km = kernels.take(start=True)
+    if after is not None: kernels.ahead(warm_code(after))
+    try: execute_stage(nb, out, params, kernels.kernel, kernels.cwd, km=km, tests=tests, extra=kernels.extra)
     except KeyboardInterrupt: status = "interrupted"
     except Exception as e: status, err = "failed", e
+    finally:
+        if km is not None: kernels.stop(km)
     return status, err, round(time.perf_counter() - t0, 3)
 
 def _failure(st: str, status: str, err) -> tuple[str, list[str], dict]:
@@ -267,11 +266,13 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
                  kernel: str = "python3",     # Jupyter kernel to execute the notebooks with
                  echo: bool = True,           # print progress and the result
                  cache: bool = True,          # reuse an earlier run's outputs of a stage whose key matches (see 09f_cache)
+                 tests: bool = False,         # also run each notebook's test cells (nbdev-test and nbval run them in CI)
                 ) -> dict:
     "Run the stage notebooks from `from_stage` to `to_stage` in one run folder; return its `summary.json`."
     import logging
     from concurrent.futures import ThreadPoolExecutor
     from mlops_nb.cache import cached_update, record_key, try_cache
+    from mlops_nb.kernels import KernelsAhead
     def say(*a, err=False, end="\n"):
         if echo: print(*a, file=sys.stderr if err else sys.stdout, end=end, flush=True)
     p = plan_run(params, from_stage, to_stage, run_id, nbs)
@@ -289,6 +290,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its "unknown parameter" warnings come from its line parser
     status, failed, renders = "ok", None, {}
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-nb-html")  # HTML while the next stage runs
+    kernels = KernelsAhead(kernel, core.project_root(), _kernel_args(kernel))   # each stage's kernel started one stage ahead
     def rendered(st) -> bool:
         "Wait for the HTML of stage `st`; False (and a warning) when it could not be rendered."
         if st not in renders: return False
@@ -310,7 +312,8 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
                 core.update_summary(run_dir, cached_update(st, key, src, secs))
                 say(f"cached (run {src}) {secs:.1f}s")
                 continue
-            status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernel, core.project_root())
+            status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernels, tests,
+                                           found[stages[i]] if i < len(stages) else None)
             if html and out_nb.is_file(): renders[st] = pool.submit(render_html, out_nb, run_dir/entries[st]["html"])
             if status == "ok":
                 core.update_summary(run_dir, lambda s: s["stages"][st].update(status="ok", seconds=secs))
@@ -327,6 +330,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
             if kept: say(f"executed notebook: {', '.join(_rel(q) for q in kept)}", err=True)
             break
     finally:
+        kernels.close()
         for st in list(renders): rendered(st)
         pool.shutdown()
     total = round(time.perf_counter() - t_run, 3)
