@@ -39,7 +39,9 @@ def pipeline_notebook(path,              # the stage notebook
     return nb, skipped
 
 # %% ../nbs/09g_kernels.ipynb #62af6b12
-def warm_code(nb_path) -> str:
+def warm_code(nb_path,             # the stage notebook
+              wandb: bool = False, # also import wandb (the stage's W&B run imports it late, at about a second)
+             ) -> str:
     "The top-level imports of a stage notebook's kept cells (`__future__` aside), to run ahead in its kernel."
     import ast
     lines = []
@@ -49,7 +51,7 @@ def warm_code(nb_path) -> str:
         except SyntaxError: continue   # IPython magics: left to the notebook
         lines += [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                   and getattr(n, "module", None) != "__future__"]
-    return "\n".join(dict.fromkeys(lines))
+    return "\n".join(dict.fromkeys(lines + (["import wandb"] if wandb else [])))
 
 def start_kernel(kernel: str,              # Jupyter kernel name
                  cwd: Path,                # its working directory

@@ -238,18 +238,24 @@ def _start(s: dict, p: dict, entries: dict, kernel: str, html: bool):
         if st in p["stages"]: s["stages"][st] = {"status": "pending", **entries[st], "parameters": p["plan"][st]}
         else: s["stages"].setdefault(st, {"status": "not run"})["parameters"] = p["plan"][st]
 
-def _run_stage(nb: Path, out: Path, params: dict, kernels, tests: bool, after: Path|None) -> tuple[str, Any, float]:
-    "Execute one stage notebook in the kernel started ahead, starting one for the notebook `after` it: status, error, seconds."
-    from mlops_nb.kernels import execute_stage, warm_code
+def _run_stage(nb: Path, out: Path, params: dict, kernels, tests: bool, warm: str|None) -> tuple[str, Any, float]:
+    "Execute one stage notebook in the kernel started ahead, starting the next one with `warm` (None: none): status, error, seconds."
+    from mlops_nb.kernels import execute_stage
     t0, status, err = time.perf_counter(), "ok", None
     km = kernels.take(start=True)
-    if after is not None: kernels.ahead(warm_code(after))
+    if warm is not None: kernels.ahead(warm)
     try: execute_stage(nb, out, params, kernels.kernel, kernels.cwd, km=km, tests=tests, extra=kernels.extra)
     except KeyboardInterrupt: status = "interrupted"
     except Exception as e: status, err = "failed", e
     finally:
         if km is not None: kernels.stop(km)
     return status, err, round(time.perf_counter() - t0, 3)
+
+def _warm(found: dict, plan: dict, st: str) -> str:
+    "What the kernel started ahead for stage `st` runs: its notebook's imports, and wandb's unless W&B is disabled."
+    from mlops_nb.kernels import warm_code
+    from mlops_nb.tracking import wandb_mode
+    return warm_code(found[st], wandb=wandb_mode(str(plan[st].get("wandb_mode", ""))) != "disabled")
 
 def _failure(st: str, status: str, err) -> tuple[str, list[str], dict]:
     "The headline, traceback lines and summary `error` record of stage `st` that failed or was interrupted."
@@ -313,7 +319,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
                 say(f"cached (run {src}) {secs:.1f}s")
                 continue
             status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernels, tests,
-                                           found[stages[i]] if i < len(stages) else None)
+                                           _warm(found, p["plan"], stages[i]) if i < len(stages) else None)
             if html and out_nb.is_file(): renders[st] = pool.submit(render_html, out_nb, run_dir/entries[st]["html"])
             if status == "ok":
                 core.update_summary(run_dir, lambda s: s["stages"][st].update(status="ok", seconds=secs))
