@@ -290,9 +290,10 @@ def _reuse(name: str, root: Path|None, run_dir: Path, gate: dict) -> dict|None:
     "The newest version of `name` (from any run) with this run's bundle content, test rows and gate outcome, if any."
     try: known = reg.versions(name, root=root)
     except (ParamError, ArtifactError): return None
-    mine, test = content_id(run_dir/"evaluate"/"model"), sha256_file(run_dir/"preprocess"/"test.parquet")
+    mine = content_id(run_dir/"evaluate"/"model")
+    same = (sha256_file(run_dir/"preprocess"/"test.parquet"), gate.get("passed") is True, gate.get("reasons", []))
     for v in reversed(known):
-        if (v.get("test_sha256"), v.get("gate_passed"), v.get("gate_reasons")) != (test, gate.get("passed") is True, gate.get("reasons", [])): continue
+        if (v.get("test_sha256"), v.get("gate_passed"), v.get("gate_reasons")) != same: continue
         try: d = reg.version_dir(name, v["version"], root=root)
         except (ParamError, ArtifactError): continue
         try:
