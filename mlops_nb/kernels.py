@@ -6,13 +6,28 @@
 from __future__ import annotations
 
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
+@contextmanager
+def _without(module: str):   # a module that is not imported yet
+    "Make `import module` fail inside the block (jsonschema then leaves its checker out), and allow it again after."
+    if module in sys.modules:
+        yield
+        return
+    sys.modules[module] = None
+    try: yield
+    finally:
+        if sys.modules.get(module, 0) is None: del sys.modules[module]
+
+with _without("rfc3987_syntax"):   # builds its Lark parsers at import: 1.2 s of every run; nbformat's schema has no IRIs
+    import nbformat
 
 # %% auto #0
-__all__ = ['PIPELINE_DIRECTIVES', 'kept_cell', 'pipeline_notebook', 'warm_code', 'start_kernel', 'KernelsAhead', 'execute_stage']
+__all__ = ['PIPELINE_DIRECTIVES', 'WANDB_WARM', 'AHEAD', 'SAVE_EVERY', 'kept_cell', 'pipeline_notebook', 'warm_code',
+           'start_kernel', 'KernelsAhead', 'stage_engine', 'execute_stage']
 
 # %% ../nbs/09g_kernels.ipynb #f301fae7
 PIPELINE_DIRECTIVES = ("export", "exporti", "exports", "hide", "default_exp", "pipeline")  # code cells a pipeline run keeps
@@ -39,8 +54,12 @@ def pipeline_notebook(path,              # the stage notebook
     return nb, skipped
 
 # %% ../nbs/09g_kernels.ipynb #62af6b12
+WANDB_WARM = ["import wandb",                     # about 1 s in a new process
+              "wandb.setup().ensure_service()",   # the wandb-core service a first `wandb.init` would start
+              "import wandb.sdk.launch.inputs.internal"]  # what a first `wandb.init` imports (0.35 s in wandb 0.31)
+
 def warm_code(nb_path,             # the stage notebook
-              wandb: bool = False, # also import wandb (the stage's W&B run imports it late, at about a second)
+              wandb: bool = False, # also import wandb and start its service (`WANDB_WARM`)
              ) -> str:
     "The top-level imports of a stage notebook's kept cells (`__future__` aside), to run ahead in its kernel."
     import ast
@@ -51,7 +70,7 @@ def warm_code(nb_path,             # the stage notebook
         except SyntaxError: continue   # IPython magics: left to the notebook
         lines += [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                   and getattr(n, "module", None) != "__future__"]
-    return "\n".join(dict.fromkeys(lines + (["import wandb"] if wandb else [])))
+    return "\n".join(dict.fromkeys(lines + (WANDB_WARM if wandb else [])))
 
 def start_kernel(kernel: str,              # Jupyter kernel name
                  cwd: Path,                # its working directory
@@ -77,47 +96,98 @@ def start_kernel(kernel: str,              # Jupyter kernel name
     return km
 
 # %% ../nbs/09g_kernels.ipynb #fd11dc0a
+AHEAD = 1  # stages whose kernels a run keeps started ahead of the one executing (2: no faster, see above)
+
 class KernelsAhead:
-    "Stage kernels started one stage ahead by one background thread; `take` waits for the one started, `close` ends the last."
+    "Stage kernels started ahead, by stage, by one background thread; `take` waits for one, `close` ends those not taken."
     def __init__(self, kernel: str, cwd: Path, extra: list[str] = ()):
-        self.kernel, self.cwd, self.extra, self._next, self._pool, self.error = kernel, Path(cwd), list(extra), None, None, None
+        self.kernel, self.cwd, self.extra, self._next, self._pool, self.error = kernel, Path(cwd), list(extra), {}, None, None
+        self._dropped = []   # starts that were under way when their stage turned out cached
 
     def _submit(self, fn, *args):
         "Run `fn` in the one background thread (jupyter_client's synchronous calls share a loop per thread name)."
         if self._pool is None: self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-nb-kernels")
         return self._pool.submit(fn, *args)
 
-    def ahead(self, warm: str = ""):  # code to run in it once ready, e.g. `warm_code` of the stage that will take it
-        "Start the next stage's kernel in the background (a kernel started earlier and not taken is ended)."
-        self.close(wait=False)
-        self._next = self._submit(start_kernel, self.kernel, self.cwd, self.extra, warm)
+    def ahead(self, name: str,     # the stage that will take it
+              warm: str = ""):     # code to run in it once ready, e.g. `warm_code` of that stage's notebook
+        "Start a kernel for stage `name` in the background, unless one is started for it already."
+        self._reap()
+        if name not in self._next: self._next[name] = self._submit(start_kernel, self.kernel, self.cwd, self.extra, warm)
 
-    def take(self, start: bool = False):
-        "The kernel started ahead, once ready (with `start`, one started now if none was); None if it could not start."
-        if self._next is None and start: self.ahead()
-        if self._next is None: return None
-        fut, self._next = self._next, None
-        try: return fut.result()
+    def take(self, name: str = "",     # the stage that takes it (none started for it: the oldest started)
+             start: bool = False):     # none started at all: start one now
+        "A kernel started ahead, once ready; None if none was started or it could not start (`error` says why)."
+        if not self._next and start: self.ahead(name)
+        if not self._next: return None
+        try: return self._next.pop(name if name in self._next else next(iter(self._next))).result()
         except Exception as e:   # the stage then lets papermill start its kernel, which says why it fails
             self.error = e
             return None
+
+    def drop(self, name: str):   # a stage that needs no kernel (cached)
+        "End the kernel started for stage `name`, if any (cancelled if it is not starting yet)."
+        fut = self._next.pop(name, None)
+        if fut is not None and not fut.cancel(): self._dropped.append(fut)
+
+    def _reap(self, wait: bool = False):   # also wait for the starts still under way
+        "Stop the dropped kernels whose start has finished."
+        for fut in list(self._dropped):
+            if not (wait or fut.done()): continue
+            self._dropped.remove(fut)
+            if fut.exception() is None: self.stop(fut.result())
 
     def stop(self, km):
         "End a kernel in the background (graceful shutdown, as papermill does for its own)."
         self._submit(km.shutdown_kernel)
 
-    def close(self, wait: bool = True):
-        "End the kernel started ahead and not taken; with `wait`, also wait until the kernels being stopped are gone."
-        km = self.take()
-        if km is not None: self.stop(km)
-        if wait and self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+    def close(self):
+        "End the kernels started and not taken, and wait until every kernel stopped is gone."
+        for name in list(self._next): self.drop(name)
+        self._reap(wait=True)
+        if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
 
 # %% ../nbs/09g_kernels.ipynb #125f0ac0
-def _set_input(out: Path, nb: Path):
-    "Record the stage notebook as the executed notebook's papermill input."
-    doc = nbformat.read(str(out), as_version=4)
-    doc.metadata.setdefault("papermill", {})["input_path"] = str(nb)
-    nbformat.write(doc, str(out))
+SAVE_EVERY = 5.0  # seconds: while cells run, the executed notebook is saved at most this often (always when it ends)
+
+def _manager():
+    "papermill's execution manager, saving at a cell's start or end only when the last save is `SAVE_EVERY` seconds old."
+    from papermill.engines import NotebookExecutionManager
+    class Manager(NotebookExecutionManager):
+        _in_cell = False
+        def save(self, **kwargs):
+            if self._in_cell and (self.now() - self.last_save_time).total_seconds() < SAVE_EVERY: return
+            super().save(**kwargs)
+        def cell_start(self, cell, cell_index=None, **kwargs):
+            self._in_cell = True
+            try: super().cell_start(cell, cell_index, **kwargs)
+            finally: self._in_cell = False
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            self._in_cell = True
+            try: super().cell_complete(cell, cell_index, **kwargs)
+            finally: self._in_cell = False
+    return Manager
+
+def stage_engine() -> str:
+    "Register (once) and name the papermill engine of a pipeline run: nbclient's, with `_manager`'s saves and a path as input."
+    from papermill.engines import NBClientEngine, papermill_engines
+    if papermill_engines._engines.get("mlops_nb") is None:
+        Manager = _manager()
+        class Engine(NBClientEngine):
+            @classmethod
+            def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                                 autosave_cell_every=30, input_label=None, **kwargs):
+                if input_label: nb.metadata.papermill["input_path"] = input_label   # not the filtered notebook itself
+                man = Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                              autosave_cell_every=autosave_cell_every)
+                man.notebook_start()
+                try: cls.execute_managed_notebook(man, kernel_name, log_output=log_output, **kwargs)
+                finally:
+                    man.cleanup_pbar()
+                    man.notebook_complete()
+                return man.nb
+        papermill_engines.register("mlops_nb", Engine)
+    return "mlops_nb"
 
 def execute_stage(nb: Path,            # the stage notebook
                   out: Path,           # the executed notebook to write
@@ -131,9 +201,7 @@ def execute_stage(nb: Path,            # the stage notebook
     "Execute a stage notebook with papermill into `out`; the number of test cells left out."
     import papermill as pm
     run, skipped = pipeline_notebook(nb, tests)
-    try:
-        pm.execute_notebook(run, str(out), parameters=params, kernel_name=kernel, cwd=str(cwd), progress_bar=False,
-                            log_output=False, extra_arguments=list(extra), **({"km": km} if km is not None else {}))
-    finally:
-        if Path(out).is_file(): _set_input(Path(out), Path(nb))
+    pm.execute_notebook(run, str(out), parameters=params, kernel_name=kernel, cwd=str(cwd), progress_bar=False,
+                        log_output=False, extra_arguments=list(extra), engine_name=stage_engine(), input_label=str(nb),
+                        **({"km": km} if km is not None else {}))
     return skipped

@@ -238,12 +238,12 @@ def _start(s: dict, p: dict, entries: dict, kernel: str, html: bool):
         if st in p["stages"]: s["stages"][st] = {"status": "pending", **entries[st], "parameters": p["plan"][st]}
         else: s["stages"].setdefault(st, {"status": "not run"})["parameters"] = p["plan"][st]
 
-def _run_stage(nb: Path, out: Path, params: dict, kernels, tests: bool, warm: str|None) -> tuple[str, Any, float]:
-    "Execute one stage notebook in the kernel started ahead, starting the next one with `warm` (None: none): status, error, seconds."
+def _run_stage(st: str, nb: Path, out: Path, params: dict, kernels, tests: bool, ahead: dict) -> tuple[str, Any, float]:
+    "Execute stage `st`'s notebook in the kernel started for it, starting those of `ahead` (stage -> warm code): status, error, seconds."
     from mlops_nb.kernels import execute_stage
     t0, status, err = time.perf_counter(), "ok", None
-    km = kernels.take(start=True)
-    if warm is not None: kernels.ahead(warm)
+    km = kernels.take(st, start=True)
+    for s, warm in ahead.items(): kernels.ahead(s, warm)
     try: execute_stage(nb, out, params, kernels.kernel, kernels.cwd, km=km, tests=tests, extra=kernels.extra)
     except KeyboardInterrupt: status = "interrupted"
     except Exception as e: status, err = "failed", e
@@ -278,7 +278,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
     import logging
     from concurrent.futures import ThreadPoolExecutor
     from mlops_nb.cache import cached_update, record_key, try_cache
-    from mlops_nb.kernels import KernelsAhead
+    from mlops_nb.kernels import AHEAD, KernelsAhead
     def say(*a, err=False, end="\n"):
         if echo: print(*a, file=sys.stderr if err else sys.stdout, end=end, flush=True)
     p = plan_run(params, from_stage, to_stage, run_id, nbs)
@@ -296,7 +296,7 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its "unknown parameter" warnings come from its line parser
     status, failed, renders = "ok", None, {}
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-nb-html")  # HTML while the next stage runs
-    kernels = KernelsAhead(kernel, core.project_root(), _kernel_args(kernel))   # each stage's kernel started one stage ahead
+    kernels = KernelsAhead(kernel, core.project_root(), _kernel_args(kernel))   # each stage's kernel started ahead
     def rendered(st) -> bool:
         "Wait for the HTML of stage `st`; False (and a warning) when it could not be rendered."
         if st not in renders: return False
@@ -314,12 +314,13 @@ def run_pipeline(params: dict|None = None,   # parameter values by name (a `Para
             t0 = time.perf_counter()
             key, src = try_cache(st, found[st], p["plan"][st], run_dir, entries[st], lookup=cache)
             if src:
+                kernels.drop(st)
                 secs = round(time.perf_counter() - t0, 3)
                 core.update_summary(run_dir, cached_update(st, key, src, secs))
                 say(f"cached (run {src}) {secs:.1f}s")
                 continue
-            status, err, secs = _run_stage(found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernels, tests,
-                                           _warm(found, p["plan"], stages[i]) if i < len(stages) else None)
+            status, err, secs = _run_stage(st, found[st], out_nb, {**p["plan"][st], "run_id": rid}, kernels, tests,
+                                           {s: _warm(found, p["plan"], s) for s in stages[i:i + AHEAD]})
             if html and out_nb.is_file(): renders[st] = pool.submit(render_html, out_nb, run_dir/entries[st]["html"])
             if status == "ok":
                 core.update_summary(run_dir, lambda s: s["stages"][st].update(status="ok", seconds=secs))
