@@ -365,14 +365,16 @@ class StageResult:
     def out(self) -> ArtifactDir: return stage_dir(self.run_dir, self.name)
 
     def show(self, tables: bool = True, figures: bool = True):
-        "Display the metrics, tables and figures inline."
-        from IPython.display import display, Markdown
+        "Display the metrics, tables and figures inline (a figure saved as `<name>.png` in the stage's output: that file)."
+        from IPython.display import display, Image, Markdown
         display(Markdown(f"**{self.name}** · run `{self.run_dir.name}`"))
         display(pd.Series(_flatten(self.metrics), dtype=object).to_frame("value"))
         if tables:
             for k, v in self.tables.items(): display(Markdown(f"*{k}*")); display(v)
         if figures:
-            for f in self.figures.values(): display(f)
+            for k, f in self.figures.items():   # the saved file: not drawn again, and shown under any matplotlib backend
+                p = self.out.path/f"{k}.png"
+                display(Image(filename=str(p)) if p.is_file() else f)
 
 def pyplot():
     "`matplotlib.pyplot`, on the Agg backend when no notebook kernel or backend was chosen (headless runs)."
