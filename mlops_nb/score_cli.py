@@ -33,6 +33,11 @@ def add_parser(sub, # the subparsers of `mlops_nb.cli.build_parser`
     p.add_argument("--chunk-rows", type=int, default=100_000, metavar="K", help="rows per chunk (default 100000)")
     p.add_argument("--sep", default="", help="CSV separator of INPUT (default: the data card's, else detected)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local: this process, chunk by chunk; dask: INPUT a Parquet file or folder of them, OUTPUT a folder, "
+                   "partitions scored on a Dask cluster, bad cells in a problems column (default local)")
+    p.add_argument("--dask-scheduler", default="", metavar="ADDR", help="--engine dask: a running scheduler (default: a LocalCluster)")
+    p.add_argument("--dask-workers", type=int, default=2, metavar="N", help="--engine dask: LocalCluster worker processes (default 2)")
     p.set_defaults(func=cmd_score)
     return p
 
@@ -42,9 +47,13 @@ def _abs(p) -> str|None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     "Handle `mlops-nb score`: 0 all rows scored, 1 some bad rows, 2 bad input (as DataError/ParamError)."
+    model = dict(name=args.name, ref=args.ref, root=_abs(args.registry), bundle=_abs(args.bundle))
     try:
-        r = score_file(_abs(args.input), _abs(args.output), name=args.name, ref=args.ref, root=_abs(args.registry),
-                       bundle=_abs(args.bundle), chunk_rows=args.chunk_rows, progress=not args.no_progress, sep=args.sep)
+        if args.engine == "dask":
+            from mlops_nb.dask_score import score_dask
+            r = score_dask(_abs(args.input), _abs(args.output), **model, scheduler=args.dask_scheduler, workers=args.dask_workers)
+        else: r = score_file(_abs(args.input), _abs(args.output), **model, chunk_rows=args.chunk_rows,
+                             progress=not args.no_progress, sep=args.sep)
     except ArtifactError as e: raise DataError(str(e)) from None   # a missing, tampered or unknown model
     print(summary(r), file=sys.stderr, flush=True)
     return 1 if r["bad_rows"] else 0
@@ -54,9 +63,12 @@ def summary(r: dict) -> str:
     v = f" version {r['version']}"
     lines = [f"scored {r['scored']:,} of {r['rows']:,} rows with {r['model']}{v} in {r['seconds']:.1f}s "
              f"({r['rows_per_s']:,.0f} rows/s) -> {r['output']}"]
-    if r["bad_rows"]:
+    if r["bad_rows"] and "errors" not in r:   # the Dask engine
+        lines.append(f"{r['bad_rows']:,} bad rows: no prediction; see their problems column ({r['partitions']} partitions, "
+                     f"{r['workers']} Dask workers)")
+    elif r["bad_rows"]:
         cols = ", ".join(f"{c} {k}" for c, k in r["bad_by_column"].items())
         lines.append(f"{r['bad_rows']:,} bad rows ({cols}): no prediction; see {r['errors']}")
-    if r["other_categories"]:
+    if r.get("other_categories"):
         lines.append("mapped to __other__ (unseen or rare in training): " + ", ".join(f"{c} {k}" for c, k in r["other_categories"].items()))
     return "\n".join(lines)
