@@ -11,8 +11,11 @@ Throughput, cases alternating within each repetition, medians of `repeat`:
     float32 array (the transform is not timed): rows/s;
 (b) `score_file(input.parquet, output.parquet, bundle=...)` with the default chunk of 100,000 rows: reading,
     cleaning, bad-row checks, `features.transform`, predictions, decisions and writing, end to end: rows/s.
+(c) `score_dask` on the same rows as a folder of Parquet files (one per row group), on a LocalCluster of 2 worker
+    processes started by the call (its start is timed: this is what `mlops-nb score --engine dask` costs here).
 `ratio` = (b) / (a) in wall-clock rows/s (target >= 0.80); `cpu_ratio` the same with the process's CPU seconds, which
-the other jobs on a shared machine disturb much less than wall-clock time.
+the other jobs on a shared machine disturb much less than wall-clock time; `dask_ratio` = (c) / (b) in wall-clock
+rows/s (the workers' CPU time is not this process's, so (c) has no CPU figure).
 
 Memory: peak RSS (Linux `VmHWM`, reset after the model is loaded) of a fresh subprocess scoring the 1M-row and the 2M-row file (and the 1M-row file
 with a chunk 4x larger), against the same subprocess reading the whole table into memory first (what a non-chunked
@@ -84,6 +87,15 @@ def resample(test: Path, out: Path, rows: int, group: int = CHUNK, seed: int = 0
     return out
 
 
+def partitioned(src: Path, out: Path) -> Path:
+    """The rows of `src` as a folder of Parquet files, one per row group: a partitioned table for the Dask engine."""
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(src)
+    out.mkdir()
+    for i in range(pf.num_row_groups): pq.write_table(pf.read_row_group(i), out/f"part.{i}.parquet")
+    return out
+
+
 def timed(fn) -> tuple[float, float]:
     """Wall-clock and CPU seconds of `fn()` (CPU: this process, all threads)."""
     w, c = time.perf_counter(), time.process_time()
@@ -92,30 +104,36 @@ def timed(fn) -> tuple[float, float]:
 
 
 def throughput(src: Path, bundle: Path, tmp: Path, repeat: int) -> tuple[list, dict]:
-    """Raw `inplace_predict` vs `score_file` on the rows of `src`, alternating; rows and the medians."""
+    """Raw `inplace_predict` vs `score_file` vs `score_dask` on the rows of `src`, alternating; rows and the medians."""
     import numpy as np
     import pyarrow.parquet as pq
     from mlops_nb.features import transform
     from mlops_nb.model import ModelBundle
+    from mlops_nb.dask_score import score_dask
     from mlops_nb.score import score_file
     b = ModelBundle.load(bundle)
+    parts = partitioned(src, tmp/"parts")
     X = np.ascontiguousarray(transform(pq.read_table(src).to_pandas(), b.spec).to_numpy(np.float32))
     n, rng = len(X), (0, b.best_iteration + 1)
     raw = lambda: b.booster.inplace_predict(X, iteration_range=rng)
     score = lambda: score_file(src, tmp/"scored.parquet", bundle=bundle, chunk_rows=CHUNK, progress=False)
-    times = {"raw inplace_predict (float32 in memory)": [], f"score_file (chunks of {CHUNK:,})": []}
+    dask = lambda: score_dask(parts, tmp/"scored_dask", bundle=bundle, workers=2)
+    n_parts = len(list(parts.iterdir()))
+    times = {"raw inplace_predict (float32 in memory)": [], f"score_file (chunks of {CHUNK:,})": [],
+             f"score_dask (LocalCluster of 2 workers, {n_parts} partitions)": []}
     raw()                                                   # warm-up
     for i in range(repeat):
-        for case, fn in zip(times, (raw, score)):
+        for case, fn in zip(times, (raw, score, dask)):
             times[case].append(timed(fn))
             print(f"   [{i + 1}/{repeat}] {case}: {times[case][-1][0]:.1f}s wall, {times[case][-1][1]:.1f}s cpu", flush=True)
     rows = []
     for case, ts in times.items():
         wall, cpu = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
         rows.append({"case": case, "rows": n, "median_s": wall, "min_s": min(t[0] for t in ts),
-                     "max_s": max(t[0] for t in ts), "rows_per_s": n / wall, "cpu_s": cpu, "rows_per_cpu_s": n / cpu})
+                     "max_s": max(t[0] for t in ts), "rows_per_s": n / wall,
+                     **({} if case.startswith("score_dask") else {"cpu_s": cpu, "rows_per_cpu_s": n / cpu})})
     del X
-    return rows, {"ratio": rows[1]["rows_per_s"] / rows[0]["rows_per_s"],
+    return rows, {"ratio": rows[1]["rows_per_s"] / rows[0]["rows_per_s"], "dask_ratio": rows[2]["rows_per_s"] / rows[1]["rows_per_s"],
                   "cpu_ratio": rows[1]["rows_per_cpu_s"] / rows[0]["rows_per_cpu_s"], "trees": b.best_iteration + 1}
 
 
