@@ -372,9 +372,9 @@ class StageResult:
         if tables:
             for k, v in self.tables.items(): display(Markdown(f"*{k}*")); display(v)
         if figures:
+            out = self.out.path
             for k, f in self.figures.items():   # the saved file: not drawn again, and shown under any matplotlib backend
-                p = self.out.path/f"{k}.png"
-                display(Image(filename=str(p)) if p.is_file() else f)
+                display(Image(filename=str(out/f"{k}.png")) if (out/f"{k}.png").is_file() else f)
 
 def pyplot():
     "`matplotlib.pyplot`, on the Agg backend when no notebook kernel or backend was chosen (headless runs)."

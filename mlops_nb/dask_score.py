@@ -100,8 +100,8 @@ def score_dask(input,                       # a Parquet file or a folder of Parq
         raise ParamError(f"output {out} would overwrite the input {inp}")
     if not out.parent.is_dir(): raise ParamError(f"output folder {out.parent} does not exist")
     scorer = load_scorer(name, ref, root, bundle)
-    ddf = read_partitioned(inp, needed_columns(scorer.bundle.spec))
-    if clash := [c for c in ddf.columns if c in (*output_names(scorer), "problems") and c not in needed_columns(scorer.bundle.spec)]:
+    ddf = read_partitioned(inp, need := needed_columns(scorer.bundle.spec))
+    if clash := [c for c in ddf.columns if c in (*output_names(scorer), "problems") and c not in need]:
         raise DataError(f"{inp} has column{'s' if len(clash) > 1 else ''} {', '.join(map(repr, clash))}, which the output adds; rename it")
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     meta = score_partition(ddf._meta_nonempty, scorer).iloc[:0]

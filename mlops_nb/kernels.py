@@ -5,6 +5,7 @@
 # %% ../nbs/09g_kernels.ipynb #fbfaf053
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -168,25 +169,25 @@ def _manager():
             finally: self._in_cell = False
     return Manager
 
+@functools.cache
 def stage_engine() -> str:
     "Register (once) and name the papermill engine of a pipeline run: nbclient's, with `_manager`'s saves and a path as input."
     from papermill.engines import NBClientEngine, papermill_engines
-    if papermill_engines._engines.get("mlops_nb") is None:
-        Manager = _manager()
-        class Engine(NBClientEngine):
-            @classmethod
-            def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                                 autosave_cell_every=30, input_label=None, **kwargs):
-                if input_label: nb.metadata.papermill["input_path"] = input_label   # not the filtered notebook itself
-                man = Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
-                              autosave_cell_every=autosave_cell_every)
-                man.notebook_start()
-                try: cls.execute_managed_notebook(man, kernel_name, log_output=log_output, **kwargs)
-                finally:
-                    man.cleanup_pbar()
-                    man.notebook_complete()
-                return man.nb
-        papermill_engines.register("mlops_nb", Engine)
+    Manager = _manager()
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, input_label=None, **kwargs):
+            if input_label: nb.metadata.papermill["input_path"] = input_label   # not the filtered notebook itself
+            man = Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                          autosave_cell_every=autosave_cell_every)
+            man.notebook_start()
+            try: cls.execute_managed_notebook(man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                man.cleanup_pbar()
+                man.notebook_complete()
+            return man.nb
+    papermill_engines.register("mlops_nb", Engine)
     return "mlops_nb"
 
 def execute_stage(nb: Path,            # the stage notebook

@@ -63,7 +63,7 @@ def summary(r: dict) -> str:
     v = f" version {r['version']}"
     lines = [f"scored {r['scored']:,} of {r['rows']:,} rows with {r['model']}{v} in {r['seconds']:.1f}s "
              f"({r['rows_per_s']:,.0f} rows/s) -> {r['output']}"]
-    if r["bad_rows"] and "errors" not in r:   # the Dask engine
+    if r["bad_rows"] and "partitions" in r:   # the Dask engine: no errors file
         lines.append(f"{r['bad_rows']:,} bad rows: no prediction; see their problems column ({r['partitions']} partitions, "
                      f"{r['workers']} Dask workers)")
     elif r["bad_rows"]:
