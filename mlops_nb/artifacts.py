@@ -210,13 +210,13 @@ def sniff_sep(path: Path, nbytes: int = 65536) -> str:
 def read_table(path: str|Path, sep: str = "", na_values: list|None = None, verify: bool = True) -> pd.DataFrame:
     "Read the CSV or Parquet table at `path`, applying its data-card read options."
     p = resolve_path(path)
-    if not p.is_file(): raise DataError(f"data file not found: {p}")
+    if not p.is_file() and not (p.is_dir() and any(p.rglob("*.parquet"))): raise DataError(f"data file not found: {p}")
     na = list(DEFAULT_NA if na_values is None else na_values)
     entry = datacard_entry(p) or {}
     if entry and verify and entry.get("sha256") and sha256_file(p) != entry["sha256"]:
         raise DataError(f"{p} does not match the sha256 in {p.parent/'datacard.json'}")
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
+        if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):   # a file, or a folder of Parquet parts
             df = pd.read_parquet(p)
         else:
             opts = dict(entry.get("read", {}))

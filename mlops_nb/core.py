@@ -169,10 +169,10 @@ class Stage:
         return digest
 
     def input_stage(self, ad: ArtifactDir, files: list[str], artifact: str, kind: str = "dataset"):
-        "Verify and record files of an earlier stage, declaring them to W&B as an input artifact."
-        paths = [ad.file(f) for f in files]
-        for p in paths: self.inputs[_rel(p)] = ad.manifest[p.name]["sha256"]
-        self.tracker.artifact(artifact, kind, paths, use=True)
+        "Verify and record files of an earlier stage, declaring them to W&B as an input artifact (when `artifact` is named)."
+        paths, m = [ad.file(f) for f in files], ad.manifest
+        for f, p in zip(files, paths): self.inputs[_rel(p)] = m[f]["sha256"]
+        if artifact: self.tracker.artifact(artifact, kind, paths, use=True)
 
     def log_output(self, files: list[str], artifact: str, kind: str = "dataset", metadata: dict|None = None):
         "Log files already written to `out` as a W&B artifact."

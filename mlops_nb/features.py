@@ -18,8 +18,9 @@ from .preprocess import NAT, utc_micros
 
 # %% auto #0
 __all__ = ['DATETIME_PARTS', 'OTHER', 'SPEC_VERSIONS', 'parse_formula', 'compute_engineered', 'datetime_seconds',
-           'datetime_parts', 'FeatureSpec', 'fit_datetime', 'fit_spec', 'transform', 'encode_target', 'decode_target',
-           'xgb_feature_names', 'dmatrix', 'load_spec', 'load_xy', 'run_features']
+           'datetime_parts', 'FeatureSpec', 'counts_of', 'median_of_counts', 'fit_datetime_counts', 'fit_datetime',
+           'column_stats', 'merge_stats', 'fit_spec', 'transform', 'encode_target', 'decode_target',
+           'xgb_feature_names', 'dmatrix', 'load_spec', 'load_xy', 'spec_metrics', 'spec_table', 'run_features']
 
 # %% ../nbs/03_features.ipynb #9ba7d381
 _OPS = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
@@ -140,18 +141,38 @@ class FeatureSpec:
         return cls(**d)
 
 # %% ../nbs/03_features.ipynb #19f5111b
+def counts_of(v) -> pd.Series:
+    "Counts of the distinct non-missing values of a float array (value -> count, by value)."
+    a = np.asarray(v, dtype=np.float64)
+    return pd.Series(a[~np.isnan(a)]).value_counts(sort=False).sort_index()
+
+def median_of_counts(vc: pd.Series) -> float:
+    "The median of the values that `vc` counts (value -> count), as `np.median` gives it on the values themselves."
+    vc = vc[vc > 0].sort_index()
+    n, cum, vals = int(vc.sum()), vc.cumsum().to_numpy(), vc.index.to_numpy(np.float64)
+    lo, hi = vals[np.searchsorted(cum, (n - 1) // 2, side="right")], vals[np.searchsorted(cum, n // 2, side="right")]
+    return float(np.mean([lo, hi]))
+
+def fit_datetime_counts(vc: pd.Series,        # counts of a datetime column's UTC seconds (`counts_of(datetime_seconds(...))`)
+                        has_missing: bool,    # whether the column has missing values
+                        fmt: str = "ISO8601", # its format, from the schema
+                       ) -> tuple[dict, bool]:
+    "The spec entry of a datetime column from the counts of its seconds, and whether it has missing values."
+    sec = vc.index.to_numpy(np.float64)
+    origin = float(sec.min()) if len(sec) else 0.0
+    timed = bool(len(sec) and (sec % 86400 != 0).any())
+    parts = [p for p in DATETIME_PARTS if p != "hour" or timed]
+    impute = {p: median_of_counts(pd.Series(vc.to_numpy(), index=v).groupby(level=0).sum()) if len(sec) else 0.0
+              for p, v in datetime_parts(sec, origin, parts).items()}
+    return {"format": fmt, "origin": origin, "origin_utc": pd.Timestamp(origin, unit="s", tz="UTC").isoformat(),
+            "parts": parts, "impute": impute}, has_missing
+
 def fit_datetime(s: pd.Series,         # a datetime column of the training split
                  fmt: str = "ISO8601", # its format, from the schema
                 ) -> tuple[dict, bool]:
     "The spec entry of a datetime column (format, origin, parts, imputation medians) and whether it has missing values."
     sec = datetime_seconds(s, fmt)
-    ok = ~np.isnan(sec)
-    origin = float(sec[ok].min()) if ok.any() else 0.0
-    timed = bool(ok.any() and (sec[ok] % 86400 != 0).any())
-    parts = [p for p in DATETIME_PARTS if p != "hour" or timed]
-    impute = {p: float(np.median(v[ok])) if ok.any() else 0.0 for p, v in datetime_parts(sec, origin, parts).items()}
-    return {"format": fmt, "origin": origin, "origin_utc": pd.Timestamp(origin, unit="s", tz="UTC").isoformat(),
-            "parts": parts, "impute": impute}, not ok.all()
+    return fit_datetime_counts(counts_of(sec), bool(np.isnan(sec).any()), fmt)
 
 def _check_engineered(f, train, cols, target, kinds):
     "Raise when an engineered formula uses the target, a missing column or a non-numeric one."
@@ -163,12 +184,43 @@ def _check_engineered(f, train, cols, target, kinds):
         elif kinds.get(a, "numeric") != "numeric": raise ParamError(f"engineered column {f['name']!r} uses the {kinds[a]} column {a!r}")
 
 # %% ../nbs/03_features.ipynb #f7998cf7
-def fit_spec(train: pd.DataFrame,          # the training split (raw columns and the target)
+def column_stats(train: pd.DataFrame, # training rows (all of them, or one partition)
+                 schema: dict,        # the schema written by the preprocess stage
+                 engineered: list = [], # parsed formulas (`parse_formula`)
+                ) -> dict:
+    "What a FeatureSpec is fitted from: per column the counts of its distinct values (numbers, levels, datetime seconds) and whether any is missing."
+    out = {"columns": {}, "engineered": {}}
+    for c, info in schema["columns"].items():
+        s = train[c]
+        if info["kind"] == "categorical":
+            out["columns"][c] = {"counts": s.dropna().astype(str).value_counts(), "missing": bool(s.isna().any())}
+            continue
+        v = (datetime_seconds(s, info.get("format", "ISO8601")) if info["kind"] == "datetime"
+             else pd.to_numeric(s, errors="coerce").to_numpy(np.float64, na_value=np.nan))
+        out["columns"][c] = {"counts": counts_of(v), "missing": bool(np.isnan(v).any())}
+    for f in engineered: out["engineered"][f["name"]] = counts_of(compute_engineered(train, f))
+    return out
+
+def _add(xs: list) -> pd.Series: return pd.concat(xs).groupby(level=0).sum()
+
+def merge_stats(parts: list[dict]) -> dict:
+    "The `column_stats` of several partitions combined: counts added, missing where missing in any."
+    cols = {c: {"counts": _add([p["columns"][c]["counts"] for p in parts]), "missing": any(p["columns"][c]["missing"] for p in parts)}
+            for c in parts[0]["columns"]}
+    return {"columns": cols, "engineered": {n: _add([p["engineered"][n] for p in parts]) for n in parts[0]["engineered"]}}
+
+def _levels(vc: pd.Series, min_count: int, max_levels: int) -> list:
+    "Category levels seen at least `min_count` times, most frequent first (ties by name), at most `max_levels`."
+    vc = vc[vc >= min_count]
+    return sorted(vc.index.tolist(), key=lambda l: (-vc[l], l))[:max_levels]
+
+def fit_spec(train: pd.DataFrame,          # the training split (raw columns and the target); with `stats`, only its columns are read
              schema: dict,                 # the schema written by the preprocess stage
              engineered: dict|list = {},   # name -> formula, e.g. {"net": "capital-gain - capital-loss"}
              min_category_count: int = 5,  # rarer levels go to __other__
              max_levels: int = 100,        # at most this many levels per categorical column
              missing_indicators: bool = True, # add `<col>__missing` for numeric and datetime columns with missing values
+             stats=None,                   # `column_stats` of the training rows computed elsewhere (e.g. by Dask), or formulas -> them
             ) -> FeatureSpec:
     "Fit a FeatureSpec on the training split."
     if min_category_count < 1: raise ParamError(f"min_category_count must be >= 1, got {min_category_count}")
@@ -176,41 +228,34 @@ def fit_spec(train: pd.DataFrame,          # the training split (raw columns and
     target, cols = schema["target"], schema["columns"]
     miss = [c for c in cols if c not in train.columns]
     if miss: raise DataError(f"training split lacks schema columns: {', '.join(miss)}")
+    items = engineered.items() if isinstance(engineered, dict) else ((None, t) for t in engineered)
+    formulas = [parse_formula(text, name or "") for name, text in items]
+    for f in formulas: _check_engineered(f, train, cols, target, {c: i["kind"] for c, i in cols.items()})
+    stats = column_stats(train, schema, formulas) if stats is None else stats(formulas) if callable(stats) else stats
     numeric, categorical, datetimes, features, types, indicators, nullable = {}, {}, {}, [], [], [], []
     for c, info in cols.items():
-        s = train[c]
+        vc, has_missing = stats["columns"][c]["counts"], stats["columns"][c]["missing"]
         if info["kind"] == "numeric":
-            v = pd.to_numeric(s, errors="coerce")
-            numeric[c] = float(v.median()) if v.notna().any() else 0.0
+            numeric[c] = median_of_counts(vc) if vc.sum() else 0.0
             features.append(c); types.append("q")
-            if v.isna().any(): nullable.append(c)
-            if missing_indicators and v.isna().any(): indicators.append(c)
         elif info["kind"] == "datetime":
-            datetimes[c], has_missing = fit_datetime(s, info.get("format", "ISO8601"))
+            datetimes[c], _ = fit_datetime_counts(vc, has_missing, info.get("format", "ISO8601"))
             features += [f"{c}__{p}" for p in datetimes[c]["parts"]]; types += ["q"] * len(datetimes[c]["parts"])
-            if has_missing: nullable.append(c)
-            if missing_indicators and has_missing: indicators.append(c)
         else:
-            if s.isna().any(): nullable.append(c)
-            vc = s.dropna().astype(str).value_counts()
-            vc = vc[vc >= min_category_count]
-            levels = sorted(vc.index.tolist(), key=lambda l: (-vc[l], l))[:max_levels]
-            categorical[c] = levels + [OTHER]
+            categorical[c] = _levels(vc, min_category_count, max_levels) + [OTHER]
             features.append(c); types.append("c")
-    eng = []
-    items = engineered.items() if isinstance(engineered, dict) else ((None, t) for t in engineered)
-    for name, text in items:
-        f = parse_formula(text, name or "")
+        if has_missing: nullable.append(c)
+        if missing_indicators and has_missing and info["kind"] != "categorical": indicators.append(c)
+    for f in formulas:
         if f["name"] in features or f["name"] == target: raise ParamError(f"engineered column {f['name']!r} clashes with an existing column")
-        _check_engineered(f, train, cols, target, {c: i["kind"] for c, i in cols.items()})
-        v = compute_engineered(train, f)
-        f["impute"] = float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0
-        eng.append(f); features.append(f["name"]); types.append("q")
+        vc = stats["engineered"][f["name"]]
+        f["impute"] = median_of_counts(vc) if np.isfinite(vc.index.to_numpy(np.float64)).any() else 0.0
+        features.append(f["name"]); types.append("q")
     for c in indicators: features.append(f"{c}__missing"); types.append("q")
     if dup := sorted({f for f in features if features.count(f) > 1}):
         raise ParamError(f"feature name{'s' if len(dup) > 1 else ''} {', '.join(map(repr, dup))} would appear twice: rename the column")
     return FeatureSpec(target=target, task=schema["task"], classes=list(schema["classes"]), numeric=numeric,
-                       categorical=categorical, engineered=eng, missing_indicators=indicators, features=features,
+                       categorical=categorical, engineered=formulas, missing_indicators=indicators, features=features,
                        feature_types=types, datetime=datetimes, nullable=nullable)
 
 # %% ../nbs/03_features.ipynb #42d3452a
@@ -298,20 +343,45 @@ def load_xy(run_dir, split: str) -> tuple[pd.DataFrame, np.ndarray, FeatureSpec]
     y = df.pop(spec.target).to_numpy()
     return df[spec.features], y, spec
 
+def spec_metrics(spec: FeatureSpec) -> dict:
+    "The features stage's metrics: features by kind and category levels."
+    return dict(features=len(spec.features), numeric=len(spec.numeric), categorical=len(spec.categorical),
+                datetime=len(spec.datetime), engineered=len(spec.engineered), missing_indicators=len(spec.missing_indicators),
+                category_levels=int(sum(len(v) for v in spec.categorical.values())))
+
+def spec_table(spec: FeatureSpec) -> pd.DataFrame:
+    "One row per feature: its type and what it imputes or counts."
+    parts = {f"{c}__{p}": (c, p) for c, d in spec.datetime.items() for p in d["parts"]}
+    return pd.DataFrame({"type": spec.feature_types,
+                         "detail": [f"{len(spec.categorical[f])} levels" if f in spec.categorical
+                                    else f"impute {spec.numeric[f]:g}" if f in spec.numeric
+                                    else f"{parts[f][1]} of {parts[f][0]} (UTC), impute {spec.datetime[parts[f][0]]['impute'][parts[f][1]]:g}"
+                                    if f in parts else "" for f in spec.features]},
+                        index=spec.features)
+
 def run_features(run_id: str = "",           # run to work in (empty: the latest run, or a new one)
                  engineered: dict|list|None = None, # name -> formula (None: the data card's for the run's data)
                  min_category_count: int = 5, # rarer category levels go to __other__
                  max_levels: int = 100,      # at most this many levels per categorical column
                  missing_indicators: bool = True, # add `<col>__missing` for numeric and datetime columns with missing values
+                 engine: str = "local",      # local (pandas in this process) or dask (the preprocess stage's partitions on a Dask cluster)
+                 dask_scheduler: str = "",   # dask engine: address of a running scheduler (empty: a LocalCluster here)
+                 dask_workers: int = 2,      # dask engine: LocalCluster worker processes
                  wandb_mode: str = "",       # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
                 ) -> StageResult:
     "Fit the FeatureSpec on the training split and write it with the transformed splits."
     if not isinstance(engineered, (dict, list, type(None))): raise ParamError(f"engineered must be a mapping of name to formula, got {engineered!r}")
+    from mlops_nb.dask_prep import check_engine, same_engine
+    check_engine(engine, dask_scheduler, dask_workers)
     run_dir = resolve_run(run_id)
     prep = require(run_dir, "preprocess", wandb_mode=wandb_mode)
     if engineered is None: engineered = data_defaults(prep.read_json("context.json")["params"].get("data", ""))["engineered"]
     params = dict(engineered=engineered, min_category_count=min_category_count, max_levels=max_levels,
-                  missing_indicators=missing_indicators)
+                  missing_indicators=missing_indicators, engine=engine, dask_scheduler=dask_scheduler, dask_workers=dask_workers)
+    same_engine(prep, "features", engine)
+    if engine == "dask":
+        from mlops_nb.dask_features import features_dask
+        return features_dask(run_dir, prep, params, wandb_mode)
     schema = prep.read_json("schema.json")
     train, test = prep.read_parquet("train.parquet"), prep.read_parquet("test.parquet")
     spec = fit_spec(train, schema, engineered, min_category_count, max_levels, missing_indicators)
@@ -323,15 +393,6 @@ def run_features(run_id: str = "",           # run to work in (empty: the latest
         st.out.write_parquet("train.parquet", Xtr)
         st.out.write_parquet("test.parquet", Xte)
         st.log_output(["feature_spec.json"], artifact="feature-spec", kind="feature-spec")
-        st.metrics.update(features=len(spec.features), numeric=len(spec.numeric), categorical=len(spec.categorical),
-                          datetime=len(spec.datetime), engineered=len(spec.engineered), missing_indicators=len(spec.missing_indicators),
-                          category_levels=int(sum(len(v) for v in spec.categorical.values())))
-    parts = {f"{c}__{p}": (c, p) for c, d in spec.datetime.items() for p in d["parts"]}
-    table = pd.DataFrame({"type": spec.feature_types,
-                          "detail": [f"{len(spec.categorical[f])} levels" if f in spec.categorical
-                                     else f"impute {spec.numeric[f]:g}" if f in spec.numeric
-                                     else f"{parts[f][1]} of {parts[f][0]} (UTC), impute {spec.datetime[parts[f][0]]['impute'][parts[f][1]]:g}"
-                                     if f in parts else "" for f in spec.features]},
-                         index=spec.features)
-    return StageResult("features", run_dir, metrics=st.metrics, tables={"features": table},
+        st.metrics.update(spec_metrics(spec))
+    return StageResult("features", run_dir, metrics=st.metrics, tables={"features": spec_table(spec)},
                        data={"spec": spec, "X_train": Xtr, "X_test": Xte})

@@ -18,7 +18,8 @@ from .core import (DEFAULT_NA, DataError, ParamError, StageResult, data_defaults
 
 # %% auto #0
 __all__ = ['NAT', 'TASKS', 'clean_table', 'numeric_text', 'date_like', 'utc_micros', 'to_utc', 'datetime_format', 'detect_task',
-           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'run_preprocess']
+           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'schema_table', 'data_files',
+           'run_preprocess']
 
 # %% ../nbs/02_preprocess.ipynb #32463885
 def clean_table(df: pd.DataFrame,       # raw table
@@ -249,12 +250,17 @@ def split_table(df: pd.DataFrame,      # cleaned table with the target
                 seed: int = 42,        # random seed
                 time_column: str = "", # split by time: the latest rows are the test set
                 group_column: str = "", # split by group: no group on both sides
+                row_key: str = "",     # split by a hash of this column ("*": the whole row), as the dask engine does
                ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     "Split into train and test; return both and the method used."
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
     if not 0 < test_size < 1: raise ParamError(f"test_size must be between 0 and 1, got {test_size}")
     for name, col in (("time_column", time_column), ("group_column", group_column)):
         if col and col not in df.columns: raise ParamError(f"{name} {col!r} is not a column; available: {', '.join(df.columns)}")
+    if row_key:
+        from mlops_nb.dask_prep import hash_share
+        te = hash_share(df, row_key, test_size, seed)
+        return df[~te], df[te], f"hashed on {'the whole row' if row_key == '*' else row_key}"
     if time_column:
         s = df[time_column]
         t = s if ptypes.is_numeric_dtype(s) else to_utc(s, datetime_format(s, min_share=0.0))  # its best format
@@ -302,12 +308,12 @@ def _align_test_dtypes(test: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
     return test
 
 # %% ../nbs/02_preprocess.ipynb #c59dd399
-def _split(train, test, schema, test_data, test_size, seed, time_column, group_column):
+def _split(train, test, schema, test_data, test_size, seed, time_column, group_column, row_key=""):
     "The train and test tables (datetimes parsed), the split method and the count of unparsed datetime values."
     target = schema["target"]
     train, n_bad = parse_datetimes(train, schema)
     if test is None:
-        train, test, how = split_table(train, target, schema["task"], test_size, seed, time_column, group_column)
+        train, test, how = split_table(train, target, schema["task"], test_size, seed, time_column, group_column, row_key)
         return train, test, how, n_bad
     test, n_bad_test = parse_datetimes(_align_test_dtypes(test, train), schema)
     if schema["task"] != "regression":
@@ -329,6 +335,17 @@ def _metrics(schema: dict, train: pd.DataFrame, test: pd.DataFrame) -> dict:
     return m
 
 # %% ../nbs/02_preprocess.ipynb #a6d6473e
+def schema_table(schema: dict) -> pd.DataFrame:
+    "Kind, dtype and missing share per column of a schema."
+    cols = schema["columns"]
+    return pd.DataFrame({"kind": [v["kind"] for v in cols.values()], "dtype": [v["dtype"] for v in cols.values()],
+                         "missing": [v["missing"] for v in cols.values()]}, index=list(cols))
+
+def data_files(data: str) -> list:
+    "The file at `data`, or the Parquet files of the folder `data`."
+    p = resolve_path(data)
+    return sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+
 def run_preprocess(run_id: str = "",            # run to work in (empty: the latest run, or a new one)
                    data: str = "data/raw/adult.data", # training table (CSV or Parquet)
                    target: str = "income",      # target column
@@ -343,7 +360,11 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
                    time_column: str = "",       # split by time on this column
                    group_column: str = "",      # split by groups of this column
                    sample_rows: int = 0,        # keep a seeded sample of at most this many rows per split (0: all)
+                   row_key: str = "",           # split by a hash of this column ("*": the whole row); the dask engine's default is "*"
                    seed: int = 42,              # random seed
+                   engine: str = "local",       # local (pandas in this process) or dask (partitioned Parquet on a Dask cluster)
+                   dask_scheduler: str = "",    # dask engine: address of a running scheduler (empty: a LocalCluster here)
+                   dask_workers: int = 2,       # dask engine: LocalCluster worker processes
                    wandb_mode: str = "",        # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
                   ) -> StageResult:
     "Validate, clean and split the table; write train/test Parquet and the schema."
@@ -351,7 +372,11 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
     params = dict(data=data, target=target, test_data=test_data, sep=sep, na_values=list(na_values), task=task,
                   positive_class=positive_class, drop_columns=list(drop_columns),
                   drop_missing_target=drop_missing_target, test_size=test_size, time_column=time_column,
-                  group_column=group_column, sample_rows=sample_rows, seed=seed)
+                  group_column=group_column, sample_rows=sample_rows, row_key=row_key, seed=seed, engine=engine,
+                  dask_scheduler=dask_scheduler, dask_workers=dask_workers)
+    from mlops_nb.dask_prep import check_engine, preprocess_dask
+    check_engine(engine, dask_scheduler, dask_workers)
+    if engine == "dask": return preprocess_dask(run_id, params, wandb_mode)
     if sample_rows < 0: raise ParamError(f"sample_rows must be >= 0, got {sample_rows}")
     train, test, rep = _load_and_check(data, target, test_data, sep, na_values, drop_columns, drop_missing_target)
     rep["rows_read"] = len(train)
@@ -364,7 +389,7 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
     rep["duplicates_dropped"] = n0 - len(train)
     schema = infer_schema(train, target, task, positive_class)
     train, test, how, rep["datetime_unparsed"] = _split(train, test, schema, test_data, test_size, seed,
-                                                        time_column, group_column)
+                                                        time_column, group_column, row_key)
     if sample_rows:
         train = train.sample(n=min(sample_rows, len(train)), random_state=seed)
         test = test.sample(n=min(sample_rows, len(test)), random_state=seed)
@@ -375,15 +400,12 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
     schema["cleaning"] = rep
     run_dir = resolve_run(run_id)
     with stage("preprocess", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
-        st.input_file(resolve_path(data), artifact="raw-data")
+        for f in data_files(data): st.input_file(f, artifact="raw-data" if resolve_path(data).is_file() else "")
         if test_data: st.input_file(resolve_path(test_data), artifact="raw-test")
         st.out.write_parquet("train.parquet", train)
         st.out.write_parquet("test.parquet", test)
         st.out.write_json("schema.json", schema)
         st.log_output(["train.parquet", "test.parquet", "schema.json"], artifact="splits")
         st.metrics.update(_metrics(schema, train, test))
-    cols = schema["columns"]
-    table = pd.DataFrame({"kind": [v["kind"] for v in cols.values()], "dtype": [v["dtype"] for v in cols.values()],
-                          "missing": [v["missing"] for v in cols.values()]}, index=list(cols))
-    return StageResult("preprocess", run_dir, metrics=st.metrics, tables={"schema": table},
+    return StageResult("preprocess", run_dir, metrics=st.metrics, tables={"schema": schema_table(schema)},
                        data={"train": train, "test": test, "schema": schema})
