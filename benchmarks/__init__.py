@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["pipeline_overhead", "time_to_quality", "quality_seeds", "generalisation", "drift_speed", "batch_score", "serve_load"]  # modules run by `python -m benchmarks`, in this order
+BENCHMARKS = ["pipeline_overhead", "time_to_quality", "quality_seeds", "generalisation", "drift_speed", "batch_score", "dask_scaling", "serve_load"]  # modules run by `python -m benchmarks`, in this order
 
 
 def side_python(script: str,   # the shell script beside this file that builds the environment when missing

@@ -16,7 +16,7 @@ from .artifacts import ArtifactDir, DataError, ParamError, resolve_path
 
 # %% auto #0
 __all__ = ['ENGINES', 'SCHEMA_ROWS', 'BUCKETS', 'check_engine', 'row_hash', 'hash_share', 'parquet_files', 'read_parquet_table',
-           'write_parts', 'parts', 'same_engine', 'dask_schema', 'preprocess_dask']
+           'write_parts', 'parts', 'same_engine', 'dask_schema', 'sample_parquet', 'preprocess_dask']
 
 # %% ../nbs/02a_dask_prep.ipynb #ddbe33c2
 ENGINES = ("local", "dask")
@@ -46,7 +46,7 @@ def row_hash(df: pd.DataFrame, # rows
     canon = {c: df[c].astype("float64") if ptypes.is_numeric_dtype(df[c]) and not ptypes.is_bool_dtype(df[c]) else df[c]
              for c in cols}
     h = pd.util.hash_pandas_object(pd.DataFrame(canon, index=df.index), index=False).to_numpy()
-    return _mix(h + np.uint64(int(seed) % 2**63) * np.uint64(0x9E3779B97F4A7C15))
+    with np.errstate(over="ignore"): return _mix(h + np.uint64(int(seed) % 2**63) * np.uint64(0x9E3779B97F4A7C15))
 
 def _mix(z: np.ndarray) -> np.ndarray:
     "splitmix64's finaliser: every input bit moves every output bit (so the seed reshuffles numbers as well as text)."
@@ -155,6 +155,23 @@ def dask_schema(clean,                # the cleaned table (Dask DataFrame)
     return schema, sample
 
 # %% ../nbs/02a_dask_prep.ipynb #ea389031
+def sample_parquet(path,                 # a Parquet file or folder
+                   rows: int,            # at most about this many rows
+                   seed: int = 42,       # sample seed
+                   param: str = "data",  # the parameter naming `path`, for messages
+                   scheduler: str = "",  # address of a running Dask scheduler (empty: a LocalCluster here)
+                   workers: int = 2,     # LocalCluster worker processes
+                  ) -> tuple[pd.DataFrame, int]:
+    "A seeded sample of about `rows` rows of a partitioned table (by row hash), read on a Dask cluster; and the table's row count."
+    from mlops_nb.dask_score import dask_client
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1: raise ParamError(f"eda_rows must be a whole number >= 1, got {rows!r}")
+    n = _num_rows(parquet_files(path, param))
+    share = min(1.0, rows / max(n, 1))
+    with dask_client(scheduler, workers):
+        df = read_parquet_table(path, param).map_partitions(lambda p: p[hash_share(p, "*", share, seed)]).compute()
+    return df.reset_index(drop=True), n
+
+# %% ../nbs/02a_dask_prep.ipynb #53df8def
 def _prepare(part: pd.DataFrame, schema: dict, drop_missing_target: bool, key: str, test_size: float, seed: int,
              side: str = "", align: pd.DataFrame|None = None) -> tuple[dict, dict]:
     "One cleaned partition: datetimes parsed, missing targets dropped, split by hash (or all on `side`); and its counts."
@@ -186,7 +203,7 @@ def _check_columns(ddf, p: dict, source: str) -> None:
     if (k := p["group_column"] or p["row_key"]) and k != "*" and k not in cols:
         raise ParamError(f"{'group_column' if p['group_column'] else 'row_key'} {k!r} is not a column; available: {', '.join(cols)}")
 
-# %% ../nbs/02a_dask_prep.ipynb #e375dde4
+# %% ../nbs/02a_dask_prep.ipynb #76838f95
 def _sum(stats: list[dict], k: str) -> int: return int(sum(s[k] for s in stats))
 
 def _split_counts(schema: dict, s_tr: list[dict], s_te: list[dict]) -> tuple[int, int, dict]:

@@ -20,7 +20,7 @@ from .core import (DataError, ParamError, StageResult, close_figures, data_defau
 
 # %% auto #0
 __all__ = ['check_params', 'load_tables', 'column_profile', 'numeric_summary', 'target_summary', 'leakage_hints',
-           'compare_tables', 'profile_data', 'plot_target', 'plot_missing', 'plot_numeric', 'run_eda']
+           'compare_tables', 'profile_data', 'plot_target', 'plot_missing', 'plot_numeric', 'load_sampled', 'run_eda']
 
 # %% ../nbs/01_eda.ipynb #569663d0
 def _read(path: str, param: str, sep: str, na_values: list|None) -> pd.DataFrame:
@@ -291,30 +291,50 @@ def _metrics(prof: dict) -> dict:
                  test_new_level_columns=len(tt["new_levels"]))
     return m
 
+def load_sampled(data: str, target: str, test_data: str, na_values: list, engine: str = "dask", eda_rows: int = 200_000,
+                 dask_scheduler: str = "", dask_workers: int = 2) -> tuple[pd.DataFrame, pd.DataFrame|None, dict]:
+    "Seeded samples of at most `eda_rows` rows of the Parquet table (and test table), read with Dask; what was sampled."
+    from mlops_nb.dask_prep import sample_parquet
+    check_params(data, target, test_data, "", na_values)
+    kw = dict(scheduler=dask_scheduler, workers=dask_workers)
+    df, n = sample_parquet(data, eda_rows, **kw)
+    if target not in df.columns: raise DataError(_missing_target_msg(target, data, df.columns))
+    test, n_test = sample_parquet(test_data, eda_rows, param="test_data", **kw) if test_data else (None, 0)
+    return df, test, {"rows": len(df), "of": n, "test_rows": 0 if test is None else len(test), "test_of": n_test}
+
 def run_eda(run_id: str = "",                      # run to work in ("" = latest run, or a new one)
             data: str = "data/raw/adult.data",     # CSV or Parquet table to profile (relative paths from the project root)
             target: str = "income",                # target column
             test_data: str|None = None,            # test table to compare with ("" = none; None = the data card's test file)
             sep: str = "",                         # CSV separator ("" = from the data card, else sniffed)
             na_values: list = [],                  # tokens read as missing ([] = core.DEFAULT_NA)
+            engine: str = "local",                 # local (the whole table) or dask (a seeded sample of a partitioned Parquet table)
+            eda_rows: int = 200_000,               # dask engine: rows of the sample profiled
+            dask_scheduler: str = "",              # dask engine: address of a running scheduler ("" = a LocalCluster here)
+            dask_workers: int = 2,                 # dask engine: LocalCluster worker processes
             wandb_mode: str = "",                  # W&B mode ("" = $WANDB_MODE, else online with a key, else offline)
            ) -> StageResult:
     "Profile the raw table: write `profile.json`, `associations.csv` and figures to `<run>/eda/`, log them to W&B."
     _wandb_mode(wandb_mode)
     if test_data is None: test_data = data_defaults(data)["test_data"]
-    df, test = load_tables(data, target, test_data, sep, na_values)
+    from mlops_nb.dask_prep import check_engine
+    check_engine(engine, dask_scheduler, dask_workers)
+    dask = dict(engine=engine, eda_rows=eda_rows, dask_scheduler=dask_scheduler, dask_workers=dask_workers)
+    df, test, sampled = load_sampled(data, target, test_data, na_values, **dask) if engine == "dask" else (*load_tables(data, target, test_data, sep, na_values), None)
     prof, tables = profile_data(df, target, test)
-    prof["data"] = {"path": str(data), "test_path": str(test_data) or None, "na_values": list(na_values) or "default"}
+    prof["data"] = {"path": str(data), "test_path": str(test_data) or None, "na_values": list(na_values) or "default", "sampled": sampled}
     metrics = _metrics(prof)
     figs = {}
     try:
         figs = {"target": plot_target(df[target], prof["task"]), "missing": plot_missing(tables["columns"]),
                 "numeric": plot_numeric(df, exclude=[target]), "associations": plot_associations(tables["associations"])}
         run_dir = resolve_run(run_id)
-        params = dict(data=str(data), target=target, test_data=str(test_data), sep=sep, na_values=list(na_values))
+        params = dict(data=str(data), target=target, test_data=str(test_data), sep=sep, na_values=list(na_values), **dask)
         with stage("eda", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
-            st.input_file(resolve_path(data), artifact="raw-data")
-            if test is not None: st.input_file(resolve_path(test_data), artifact="raw-test")
+            from mlops_nb.preprocess import data_files
+            for f in data_files(data): st.input_file(f, artifact="raw-data" if resolve_path(data).is_file() else "")
+            if test is not None:
+                for f in data_files(test_data): st.input_file(f, artifact="raw-test" if resolve_path(test_data).is_file() else "")
             st.out.write_json("profile.json", prof)
             st.out.write_text("associations.csv", tables["associations"].to_csv(index=False))
             for name, fig in figs.items(): st.figure(f"{name}.png", fig)

@@ -141,6 +141,8 @@ def _check_sensitive(sensitive: list, test_raw: pd.DataFrame, target: str):
 
 def _load(run_dir: Path, p: SimpleNamespace, wandb_mode: str) -> SimpleNamespace:
     "The evaluation's inputs, each read once: schema, test split (raw and transformed), the final model and its predictions."
+    from mlops_nb.dask_train import local_only
+    local_only(run_dir, "evaluate")
     prep = require(run_dir, "preprocess", wandb_mode=wandb_mode)
     schema, test_raw = prep.read_json("schema.json"), prep.read_parquet("test.parquet")
     task, target, prep_params = schema["task"], schema["target"], prep.read_json("context.json").get("params", {})

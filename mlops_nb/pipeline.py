@@ -20,7 +20,7 @@ from .params import ParamText, _UNKNOWN, coerce_param, load_config, parse_value 
 
 # %% auto #0
 __all__ = ['discover_stages', 'select_stages', 'declared_params', 'plan_params', 'render_html', 'error_report', 'deploy_outcome',
-           'key_metrics', 'plan_run', 'run_pipeline', 'main']
+           'key_metrics', 'check_engines', 'plan_run', 'run_pipeline', 'main']
 
 # %% ../nbs/09_pipeline.ipynb #3431830c
 def discover_stages(nbs: str|Path|None = None, # folder of the stage notebooks (default `core.nbs_dir()`)
@@ -204,6 +204,15 @@ def _rel(p: Path) -> str:
     try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
     except ValueError: return str(p)
 
+def check_engines(plan: dict, declared: dict, stages: list[str]) -> None:
+    "Raise a ParamError when a stage runs with engine dask and a later stage of the run has no dask engine."
+    dask = [s for s in stages if plan.get(s, {}).get("engine") == "dask"]
+    later = [s for s in stages if dask and stages.index(s) > stages.index(dask[0]) and "engine" not in declared.get(s, {})]
+    if later:
+        raise ParamError(f"engine 'dask' runs {', '.join(s for s in stages if 'engine' in declared.get(s, {}))}; "
+                         f"{', '.join(later)} work{'s' if len(later) == 1 else ''} in one process on the whole split: "
+                         f"add --to {dask[-1]} (see the README, Training on a Dask cluster)")
+
 def plan_run(params: dict|None = None,   # parameter values by name
              from_stage: str|None = None, # first stage to run
              to_stage: str|None = None,   # last stage to run
@@ -225,6 +234,7 @@ def plan_run(params: dict|None = None,   # parameter values by name
     reused = core.runs_dir()/rid
     recorded = {s: core.recorded_params(reused, s, takes=d) or {} for s, d in declared.items()} if reused.is_dir() else {}
     plan, given, notes = plan_params(params, declared, stages, recorded)
+    check_engines(plan, declared, stages)
     return dict(nbs=nbs, found=found, stages=stages, missing=missing, plan=plan, given=given, notes=notes,
                 run_id=rid, reuse=must_exist, from_stage=from_stage, to_stage=to_stage)
 

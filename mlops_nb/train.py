@@ -155,7 +155,8 @@ def _train_params(p: dict) -> dict:
     "Validate the train stage's parameters; return the XGBoost hyperparameters among them."
     from mlops_nb.cv import check_split_params
     check_split_params(p["valid_size"], p["cv_folds"], p["seed"])
-    for k, lo in (("max_rounds", 1), ("early_stopping_rounds", 1), ("max_depth", 1), ("max_cat_to_onehot", 1), ("nthread", 0)):
+    esr_min = 0 if p.get("engine") == "dask" else 1     # dask: 0 trains max_rounds on every row
+    for k, lo in (("max_rounds", 1), ("early_stopping_rounds", esr_min), ("max_depth", 1), ("max_cat_to_onehot", 1), ("nthread", 0)):
         check_int(k, p[k], lo)
     if not isinstance(p["accept_leakage"], (list, tuple)) or not all(isinstance(c, str) for c in p["accept_leakage"]):
         raise ParamError(f"accept_leakage must be a list of column names, got {p['accept_leakage']!r}")
@@ -230,14 +231,24 @@ def run_train(run_id: str = "",            # run to work in (empty: latest run, 
               accept_leakage: list = [],   # columns flagged as leakage suspects that are knowingly kept
               nthread: int = 0,            # XGBoost threads (0: all available cores)
               seed: int = 42,              # random seed (validation split, folds, XGBoost)
+              engine: str = "local",       # local (this process) or dask (xgboost.dask on the features stage's parts)
+              dask_scheduler: str = "",    # dask engine: address of a running scheduler (empty: a LocalCluster here)
+              dask_workers: int = 2,       # dask engine: LocalCluster worker processes
               wandb_mode: str = "",        # W&B mode (empty: $WANDB_MODE, else online with a key, else offline)
              ) -> StageResult:
     "Draw the run's splits; cross-validate the default XGBoost configuration and the baselines; write the bundle."
     params = {k: v for k, v in locals().items() if k not in ("run_id", "wandb_mode")}
     from mlops_nb.cv import Splits, final_rounds, make_splits
+    from mlops_nb.dask_prep import check_engine, same_engine
+    check_engine(engine, dask_scheduler, dask_workers)
     hyper = _train_params(params)
     run_dir = resolve_run(run_id)
     feats = require(run_dir, "features", wandb_mode=wandb_mode)
+    same_engine(feats, "train", engine)
+    if engine == "dask":
+        from mlops_nb.dask_train import train_stage_dask
+        from mlops_nb.features import load_spec
+        return train_stage_dask(run_dir, feats, load_spec(run_dir), params, hyper, wandb_mode)
     X, y, spec = load_xy(run_dir, "train")
     check_training_data(X, y, spec)
     check_accept(list(accept_leakage), spec)

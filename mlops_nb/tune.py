@@ -323,6 +323,8 @@ def run_tune(run_id: str = "",           # run to work in (empty: latest run, or
     run_dir = resolve_run(run_id)
     kind, where = storage_location(storage, run_dir)
     trained = require(run_dir, "train", wandb_mode=wandb_mode)
+    from mlops_nb.dask_train import local_only
+    local_only(run_dir, "tune")
     X, y, spec = load_xy(run_dir, "train")
     splits = load_splits(run_dir)
     check_training_data(X.iloc[splits.fit], y[splits.fit], spec, "training part of the training split")
