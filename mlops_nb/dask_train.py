@@ -20,6 +20,7 @@ __all__ = ['train_dask', 'train_stage_dask', 'local_only']
 # %% ../nbs/04e_dask_train.ipynb #5e1e29d2
 def _part_rows(part: pd.DataFrame, share: float, seed: int, valid: bool) -> pd.DataFrame:
     "A partition's rows in the validation part (by hash of the whole transformed row), or the others."
+    if share == 0: return part.iloc[:0] if valid else part          # no validation part: no hashing, no copy
     return part[hash_share(part, "*", share, seed) == valid]
 
 def train_dask(client,                 # a distributed.Client
