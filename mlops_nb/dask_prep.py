@@ -244,7 +244,7 @@ def preprocess_dask(run_id: str,     # run to work in (empty: the latest run, or
             dedup = clean.drop_duplicates(split_out=clean.npartitions)
             args = (schema, p["drop_missing_target"], key, p["test_size"], p["seed"])
             s_tr = write_parts(st.out, dedup, lambda part: _prepare(part, *args, side="train" if test_files else ""))
-            s_te = write_parts(st.out, clean_test, lambda part: _prepare(part, *args, side="test", align=sample),
+            s_te = write_parts(st.out, clean_test, lambda part: _prepare(part, *args, side="test", align=sample.iloc[:0]),
                                start=len(s_tr)) if test_files else []
             n_tr, n_te, cls = _split_counts(schema, s_tr, s_te)
             kept = _sum(s_tr, "rows")

@@ -401,7 +401,7 @@ def run_preprocess(run_id: str = "",            # run to work in (empty: the lat
     run_dir = resolve_run(run_id)
     with stage("preprocess", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
         for f in data_files(data): st.input_file(f, artifact="raw-data" if resolve_path(data).is_file() else "")
-        if test_data: st.input_file(resolve_path(test_data), artifact="raw-test")
+        for f in data_files(test_data) if test_data else []: st.input_file(f, artifact="raw-test" if resolve_path(test_data).is_file() else "")
         st.out.write_parquet("train.parquet", train)
         st.out.write_parquet("test.parquet", test)
         st.out.write_json("schema.json", schema)
