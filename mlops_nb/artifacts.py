@@ -22,7 +22,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['DEFAULT_NA', 'DATA_DEFAULTS', 'ParamError', 'DataError', 'project_root', 'resolve_path', 'runs_dir', 'nbs_dir',
            'sha256_file', 'atomic_path', 'to_json', 'write_json_atomic', 'ArtifactError', 'ArtifactDir', 'lock_holder',
-           'file_lock', 'datacard_entry', 'sniff_sep', 'read_table', 'data_defaults']
+           'file_lock', 'datacard_entry', 'sniff_sep', 'data_files', 'read_table', 'data_defaults']
 
 # %% ../nbs/00b_artifacts.ipynb #ed3c01db
 class ParamError(ValueError):
@@ -206,6 +206,11 @@ def sniff_sep(path: Path, nbytes: int = 65536) -> str:
     with open(path, newline="", errors="replace") as f: sample = f.read(nbytes)
     try: return csv.Sniffer().sniff(sample.rsplit("\n", 1)[0] if "\n" in sample else sample, delimiters=",;\t|").delimiter
     except csv.Error: return ","
+
+def data_files(data: str) -> list:
+    "The file at `data`, or the Parquet files of the folder `data`."
+    p = resolve_path(data)
+    return sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
 
 def read_table(path: str|Path, sep: str = "", na_values: list|None = None, verify: bool = True) -> pd.DataFrame:
     "Read the CSV or Parquet table at `path`, applying its data-card read options."

@@ -331,7 +331,7 @@ def run_eda(run_id: str = "",                      # run to work in ("" = latest
         run_dir = resolve_run(run_id)
         params = dict(data=str(data), target=target, test_data=str(test_data), sep=sep, na_values=list(na_values), **dask)
         with stage("eda", params, run_dir=run_dir, wandb_mode=wandb_mode) as st:
-            from mlops_nb.preprocess import data_files
+            from mlops_nb.artifacts import data_files
             for f in data_files(data): st.input_file(f, artifact="raw-data" if resolve_path(data).is_file() else "")
             if test is not None:
                 for f in data_files(test_data): st.input_file(f, artifact="raw-test" if resolve_path(test_data).is_file() else "")

@@ -15,10 +15,12 @@ from pandas.api import types as ptypes
 
 from .core import (DEFAULT_NA, DataError, ParamError, StageResult, data_defaults, read_table, resolve_path,
                            resolve_run, stage)
+from .artifacts import data_files
+
 
 # %% auto #0
 __all__ = ['NAT', 'TASKS', 'clean_table', 'numeric_text', 'date_like', 'utc_micros', 'to_utc', 'datetime_format', 'detect_task',
-           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'schema_table', 'data_files',
+           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'schema_table',
            'run_preprocess']
 
 # %% ../nbs/02_preprocess.ipynb #32463885
@@ -340,11 +342,6 @@ def schema_table(schema: dict) -> pd.DataFrame:
     cols = schema["columns"]
     return pd.DataFrame({"kind": [v["kind"] for v in cols.values()], "dtype": [v["dtype"] for v in cols.values()],
                          "missing": [v["missing"] for v in cols.values()]}, index=list(cols))
-
-def data_files(data: str) -> list:
-    "The file at `data`, or the Parquet files of the folder `data`."
-    p = resolve_path(data)
-    return sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
 
 def run_preprocess(run_id: str = "",            # run to work in (empty: the latest run, or a new one)
                    data: str = "data/raw/adult.data", # training table (CSV or Parquet)
