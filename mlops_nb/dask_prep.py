@@ -5,7 +5,6 @@
 # %% ../nbs/02a_dask_prep.ipynb #d44d97ef
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from .artifacts import DataError, ParamError
+from .artifacts import ParamError
 from .dask_prep import hash_share, parts
 from .features import FeatureSpec, xgb_feature_names
 
