@@ -7,8 +7,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 # extra `mlops-nb run` arguments, e.g. make pipeline ARGS="-p n_trials 20"
 ARGS ?=
-# the stage notebooks that nbval executes top to bottom
-STAGE_NBS = $(sort $(wildcard nbs/0[1-8]*_*.ipynb))
+# the eight stage notebooks, which nbval executes top to bottom with their pipeline cells (the library notebooks
+# have no pipeline or notest cells: nbdev-test already runs every cell of theirs)
+STAGE_NBS = $(sort $(wildcard nbs/0[1-8]_*.ipynb))
 
 .PHONY: env pipeline test test-fast lab bench export readme lock clean
 
