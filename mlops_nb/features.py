@@ -14,7 +14,7 @@ import pandas as pd
 
 from .core import DataError, ParamError, StageResult, data_defaults, require, resolve_run, stage
 from .encode import category_block, category_codes, numbers, source_arrays
-from .preprocess import NAT, utc_micros
+from .datetimes import NAT, utc_micros
 
 # %% auto #0
 __all__ = ['DATETIME_PARTS', 'OTHER', 'SPEC_VERSIONS', 'parse_formula', 'compute_engineered', 'datetime_seconds',

@@ -5,10 +5,6 @@
 # %% ../nbs/02_preprocess.ipynb #81c18887
 from __future__ import annotations
 
-import datetime as dt
-import re
-import warnings
-
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
@@ -16,12 +12,12 @@ from pandas.api import types as ptypes
 from .core import (DEFAULT_NA, DataError, ParamError, StageResult, data_defaults, read_table, resolve_path,
                            resolve_run, stage)
 from .artifacts import data_files
+from .datetimes import datetime_format, to_utc
 
 
 # %% auto #0
-__all__ = ['NAT', 'TASKS', 'clean_table', 'numeric_text', 'date_like', 'utc_micros', 'to_utc', 'datetime_format', 'detect_task',
-           'class_order', 'infer_schema', 'parse_datetimes', 'validate', 'split_table', 'schema_table',
-           'run_preprocess']
+__all__ = ['TASKS', 'clean_table', 'numeric_text', 'detect_task', 'class_order', 'infer_schema', 'parse_datetimes', 'validate',
+           'split_table', 'schema_table', 'run_preprocess']
 
 # %% ../nbs/02_preprocess.ipynb #32463885
 def clean_table(df: pd.DataFrame,       # raw table
@@ -57,81 +53,6 @@ def numeric_text(s: pd.Series,           # a column read as text
     ok = num.notna()
     if ok.mean() < min_numeric or ok.all(): return None
     return int((~ok).sum()), v[~ok].astype(str).unique()[:3].tolist()
-
-# %% ../nbs/02_preprocess.ipynb #fc138070
-_re_datelike = re.compile(r"\d{4}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}")
-_re_iso = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?")
-_EPOCH, _US = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.timedelta(microseconds=1)
-NAT = np.iinfo(np.int64).min  # the int64 that stands for a missing time
-
-def date_like(v) -> bool:
-    "Whether `v` is text that may hold a date: a four-digit year or d/m/yy digits, and not a number alone."
-    if not isinstance(v, str) or not _re_datelike.search(v): return False
-    try: float(v)
-    except ValueError: return True
-    return False
-
-def _micros(v) -> int:
-    "Microseconds since the epoch of a datetime-like value (naive = UTC)."
-    if not isinstance(v, dt.datetime) or v is pd.NaT:
-        v = pd.Timestamp(v)
-        if v is pd.NaT: return NAT
-    if v.tzinfo is None: v = v.replace(tzinfo=dt.timezone.utc)
-    return (v - _EPOCH) // _US
-
-def utc_micros(s: pd.Series,          # a column: text, datetime64 (naive or tz-aware) or Python datetimes
-               fmt: str = "ISO8601",  # the column's format: "ISO8601", a strptime format, or "mixed"
-              ) -> np.ndarray:
-    "UTC microseconds since the epoch (int64; `NAT` for missing values, numbers and text that does not parse)."
-    if ptypes.is_datetime64_any_dtype(s):
-        idx = pd.DatetimeIndex(s)
-        return (idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")).as_unit("us").asi8.copy()
-    vals = s.to_numpy(dtype=object)
-    out, rest = np.full(len(vals), NAT, dtype=np.int64), []
-    fast = fmt == "ISO8601" and len(vals) <= 32   # one row: Python's ISO parser, same result, no pandas overhead
-    for i, v in enumerate(vals):
-        if isinstance(v, str):
-            if fast and _re_iso.fullmatch(v):
-                try: out[i] = _micros(dt.datetime.fromisoformat(v)); continue
-                except ValueError: pass
-            if date_like(v): rest.append(i)
-        elif isinstance(v, (dt.date, np.datetime64)): out[i] = _micros(v)
-    if rest:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)   # "mixed": pandas warns about day-first guesses
-            out[rest] = pd.to_datetime(vals[rest], format=fmt, utc=True, errors="coerce").as_unit("us").asi8
-    return out
-
-def to_utc(s: pd.Series, fmt: str = "ISO8601") -> pd.Series:
-    "`s` as UTC datetimes (`datetime64[us, UTC]`); missing values, numbers and text that does not parse become NaT."
-    return pd.Series(utc_micros(s, fmt).astype("datetime64[us]"), index=s.index, name=s.name).dt.tz_localize("UTC")
-
-# %% ../nbs/02_preprocess.ipynb #d1facfa0
-def _share(vc: pd.Series, fmt: str) -> float:
-    "Share of the values (counted in `vc`) that parse as `fmt`."
-    ok = utc_micros(pd.Series(vc.index, dtype=object), fmt) != NAT
-    return float(vc.to_numpy()[ok].sum() / vc.sum())
-
-def datetime_format(s: pd.Series,         # a column of the cleaned table
-                    min_share: float = 0.95, # share of the non-missing values that must parse
-                   ) -> str|None:
-    "The format that makes `s` a datetime column (\"ISO8601\", a strptime format or \"mixed\"), or None."
-    if ptypes.is_datetime64_any_dtype(s): return "ISO8601"
-    if ptypes.is_numeric_dtype(s) or ptypes.is_bool_dtype(s): return None
-    vc = s.dropna().astype(object).value_counts(sort=False)
-    if vc.empty: return None
-    like = np.fromiter((date_like(v) for v in vc.index), bool, len(vc))
-    if vc.to_numpy()[like].sum() < min_share * vc.sum(): return None
-    from pandas.tseries.api import guess_datetime_format
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)   # "Parsing dates in %d/%m/%Y format when dayfirst=False"
-        guesses = [guess_datetime_format(v) for v in vc.index[like][:20]]
-    shares = {}
-    for fmt in ["ISO8601", *dict.fromkeys(g for g in guesses if g), "mixed"]:
-        shares[fmt] = _share(vc, fmt)
-        if shares[fmt] == 1.0: break
-    best = max(shares, key=shares.get)              # the first of the formats that parse the most values
-    return best if shares[best] >= min_share else None
 
 # %% ../nbs/02_preprocess.ipynb #8536b68c
 TASKS = ("binary", "multiclass", "regression")

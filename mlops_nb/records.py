@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from .encode import Columns, category_block
 from .features import FeatureSpec, _plan
 from .oip import V2_DATATYPES, V2_OUTPUTS, BinaryTensors, split_v2_body, v2_metadata, v2_response  # the contract's V2 names, here too
-from .preprocess import NAT, utc_micros
+from .datetimes import NAT, utc_micros
 
 # %% auto #0
 __all__ = ['RequestError', 'RecordSchema']

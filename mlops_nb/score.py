@@ -24,7 +24,8 @@ from .artifacts import (DEFAULT_NA, ArtifactError, DataError, ParamError, atomic
                                 resolve_path, sniff_sep)
 from .features import datetime_seconds, transform
 from .model import ModelBundle
-from .preprocess import NAT, clean_table, utc_micros
+from .datetimes import NAT, utc_micros
+from .preprocess import clean_table
 
 # %% auto #0
 __all__ = ['PARQUET', 'CSV_EXT', 'F32_MAX', 'ERROR_COLUMNS', 'Scorer', 'load_scorer', 'needed_columns', 'table_format',
